@@ -1,0 +1,14 @@
+"""tcig: layout-controlled text-to-image generation, after TCIG (arXiv 2403.01212)."""
+
+__version__ = "0.1.0"
+
+from .errors import ClassNameError, ConfigError, LayoutError, ModelLoadError, TCIGError  # noqa: E402
+from .layout import IGNORE, Layout  # noqa: E402
+
+__all__ = ["IGNORE", "ClassNameError", "ConfigError", "Layout", "LayoutError", "ModelLoadError", "TCIGError",
+           "__version__"]
+
+from .pipeline import Stage2Settings, TCIGOutput, TCIGPipeline  # noqa: E402
+from .stage1 import Stage1Settings  # noqa: E402
+
+__all__ += ["Stage1Settings", "Stage2Settings", "TCIGOutput", "TCIGPipeline"]

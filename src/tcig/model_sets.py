@@ -1,0 +1,99 @@
+"""Named recipes of models: which CLIP, which guiding segmenters (with weights) and which refiner.
+
+A model set is one of the built-in names or a JSON file
+``{"clip": ID, "segmenters": ["ID[:WEIGHT]", ...], "refiner": ID or null, "resolution": 512}``
+whose relative paths are read relative to the file's folder.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ModelSet:
+    name: str
+    clip: str
+    segmenters: tuple[tuple[str, float], ...]
+    refiner: str | None
+    resolution: int = 512
+    stage1_size: int | None = None
+    description: str = field(default="", compare=False)
+
+    def with_overrides(self, *, clip: str | None = None, segmenters: list[tuple[str, float]] | None = None,
+                       refiner: str | None = None) -> ModelSet:
+        """Replace components; ``refiner="none"`` removes stage 2."""
+        return replace(
+            self,
+            clip=clip or self.clip,
+            segmenters=tuple(segmenters) if segmenters else self.segmenters,
+            refiner=None if refiner == "none" else (refiner or self.refiner),
+        )
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "clip": self.clip, "segmenters": [f"{s}:{w:g}" for s, w in self.segmenters],
+                "refiner": self.refiner, "resolution": self.resolution, "stage1_size": self.stage1_size}
+
+
+BUILTIN = {
+    "sd15": ModelSet(
+        "sd15", "openai/clip-vit-base-patch32", (("nvidia/segformer-b0-finetuned-ade-512-512", 1.0),),
+        "stable-diffusion-v1-5/stable-diffusion-v1-5", 512,
+        description="CLIP ViT-B/32, SegFormer-B0 (ADE20K, 150 classes), Stable Diffusion 1.5 img2img at 512",
+    ),
+    "sdxl": ModelSet(
+        "sdxl", "openai/clip-vit-large-patch14", (("nvidia/segformer-b5-finetuned-ade-640-640", 1.0),),
+        "stabilityai/stable-diffusion-xl-base-1.0", 1024, stage1_size=512,
+        description="CLIP ViT-L/14, SegFormer-B5 (ADE20K), SDXL base img2img at 1024 (stage 1 at 512)",
+    ),
+}
+
+
+def parse_segmenter_arg(text: str) -> tuple[str, float]:
+    """``ID[:WEIGHT]`` → (id, weight); the weight defaults to 1."""
+    ref, sep, weight = text.rpartition(":")
+    if sep and ref:
+        try:
+            value = float(weight)
+        except ValueError:
+            return text, 1.0
+        if value < 0:
+            raise ConfigError(f"segmenter weight must be >= 0 in '{text}'")
+        return ref, value
+    return text, 1.0
+
+
+def load_model_set(name_or_path: str) -> ModelSet:
+    """A built-in name or a model-set JSON file."""
+    if name_or_path in BUILTIN:
+        return BUILTIN[name_or_path]
+    path = Path(name_or_path).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"unknown model set '{name_or_path}'; use one of {', '.join(BUILTIN)} or a JSON file")
+    try:
+        spec = json.loads(path.read_text())
+        base = path.parent
+
+        def resolve(ref: str) -> str:
+            return str((base / ref).resolve()) if ref.startswith(".") else ref
+
+        segmenters = [parse_segmenter_arg(s) if isinstance(s, str) else (s["id"], float(s.get("weight", 1.0)))
+                      for s in spec["segmenters"]]
+        return ModelSet(
+            name=spec.get("name", path.stem),
+            clip=resolve(spec["clip"]),
+            segmenters=tuple((resolve(ref), w) for ref, w in segmenters),
+            refiner=resolve(spec["refiner"]) if spec.get("refiner") else None,
+            resolution=int(spec.get("resolution", 512)),
+            stage1_size=spec.get("stage1_size"),
+            description=spec.get("description", ""),
+        )
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"model set file '{path}' is not valid JSON: {err}") from err
+    except (KeyError, TypeError) as err:
+        raise ConfigError(f"model set file '{path}' lacks or misuses the field {err}; "
+                          "it needs 'clip', 'segmenters' and 'refiner'") from err

@@ -1,0 +1,206 @@
+"""TCIGPipeline: stage 1 (control) then stage 2 (quality), on components passed in."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+from .clip_scorer import CLIPScorer
+from .devices import autocast_dtype
+from .errors import ConfigError, TCIGError
+from .layout import IGNORE, Fit, Layout
+from .model_sets import ModelSet, load_model_set
+from .parameterization import PixelPyramid, VAELatent
+from .refiners import Refiner, check_strength, load_refiner
+from .segmenters import Segmenter, load_segmenter
+from .stage1 import SegTerm, Stage1Settings, run_stage1
+from .vocabularies import resolve_classes
+
+logger = logging.getLogger(__name__)
+
+Parameterization = Literal["pixel", "latent"]
+
+
+@dataclass
+class Stage2Settings:
+    strength: float = 0.6
+    steps: int = 30
+    guidance_scale: float = 7.5
+    negative_prompt: str | None = None
+
+
+@dataclass
+class TCIGOutput:
+    """Final and stage-1 images ``[B,3,H,W]`` in [0,1], the layout they were made for, losses, seconds per stage."""
+
+    images: torch.Tensor
+    stage1_images: torch.Tensor
+    layout: Layout
+    history: list[dict]
+    timings: dict[str, float]
+    settings: dict = field(default_factory=dict)
+
+
+class TCIGPipeline:
+    """Holds a CLIP scorer, guiding segmenters with weights and an optional refiner (None = stage 1 only)."""
+
+    def __init__(self, clip: CLIPScorer, segmenters: list[tuple[Segmenter, float]], refiner: Refiner | None = None,
+                 resolution: int = 512, stage1_size: int | None = None, model_set: ModelSet | None = None) -> None:
+        if not segmenters:
+            raise ConfigError("TCIG needs at least one guiding segmenter")
+        self.clip = clip
+        self.segmenters = segmenters
+        self.refiner = refiner
+        self.resolution = resolution
+        self.stage1_size = stage1_size
+        self.model_set = model_set
+        self.device = torch.device("cpu")
+
+    @classmethod
+    def from_model_set(cls, model_set: str | ModelSet, *, allow_pickle: bool = False) -> TCIGPipeline:
+        """Load every component of a named model set (or a JSON model-set file), on the CPU in float32."""
+        ms = load_model_set(model_set) if isinstance(model_set, str) else model_set
+        clip = CLIPScorer.from_pretrained(ms.clip, allow_pickle=allow_pickle)
+        segmenters = [(load_segmenter(ref, allow_pickle=allow_pickle), w) for ref, w in ms.segmenters]
+        refiner = load_refiner(ms.refiner, allow_pickle=allow_pickle) if ms.refiner else None
+        return cls(clip, segmenters, refiner, ms.resolution, ms.stage1_size, ms)
+
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> TCIGPipeline:
+        """Stage-1 models stay float32 (they run under autocast on GPUs); the refiner takes ``dtype``."""
+        self.device = torch.device(device)
+        self.clip.to(self.device)
+        for seg, _ in self.segmenters:
+            seg.to(self.device)
+        if self.refiner is not None:
+            self.refiner.to(self.device, dtype)
+        return self
+
+    def output_size(self, layout: Layout, height: int | None, width: int | None, long_side: int) -> tuple[int, int]:
+        """Explicit sizes win; a missing one follows the layout's aspect ratio with the long side ``long_side``."""
+        h, w = layout.size
+        if height is None and width is None:
+            scale = long_side / max(h, w)
+            height, width = h * scale, w * scale
+        elif height is None:
+            height = width * h / w
+        elif width is None:
+            width = height * w / h
+        return _multiple_of_8(height), _multiple_of_8(width)
+
+    def check_inputs(self, prompt: str, layout: Layout, parameterization: str, stage2: Stage2Settings | None,
+                     stage1: Stage1Settings, num_images: int) -> None:
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise ConfigError("the prompt is empty; describe the image with --prompt")
+        layout.check_labelled()
+        if parameterization not in ("pixel", "latent"):
+            raise ConfigError(f"unknown parameterization '{parameterization}'; use pixel or latent")
+        if parameterization == "latent" and (self.refiner is None or self.refiner.vae is None):
+            raise ConfigError("the latent parameterization needs a latent-diffusion refiner (its VAE); use pixel")
+        if stage1.steps < 0 or stage1.lr <= 0 or stage1.num_crops < 1 or not 0 < stage1.crop_min <= 1:
+            raise ConfigError("stage 1 needs steps >= 0, lr > 0, crops >= 1 and crop_min in (0, 1]")
+        if stage1.seg_loss not in ("mse", "ce"):
+            raise ConfigError(f"unknown segmentation loss '{stage1.seg_loss}'; use mse or ce")
+        if stage2 is not None:
+            if self.refiner is None:
+                raise ConfigError("stage 2 was asked for but the pipeline has no refiner; give one or skip stage 2")
+            check_strength(stage2.strength, stage2.steps)
+        if num_images < 1:
+            raise ConfigError("num_images must be at least 1")
+
+    def seg_terms(self, layout: Layout, batch: int) -> list[SegTerm]:
+        """Map the layout's class names onto each segmenter's labels and build its target label map."""
+        keys = [f"{seg.name} (#{i})" for i, (seg, _) in enumerate(self.segmenters)]
+        mapping = resolve_classes(layout.classes, {k: seg.labels for k, (seg, _) in zip(keys, self.segmenters)})
+        terms = []
+        for key, (seg, weight) in zip(keys, self.segmenters):
+            if weight == 0:
+                continue
+            lookup = torch.tensor([IGNORE if m is None else m for m in mapping[key]] + [IGNORE])
+            target = lookup[layout.label_map]  # IGNORE (-1) indexes the appended IGNORE entry
+            if (target == IGNORE).all():
+                logger.info("segmenter %s knows none of the layout's classes: it does not guide", seg.name)
+                continue
+            queries = None
+            if seg.labels is None:
+                queries = [layout.region_texts.get(i, name) for i, name in enumerate(layout.classes)]
+            terms.append(SegTerm(seg, weight, target.expand(batch, -1, -1), queries))
+        if not terms:
+            raise TCIGError("no guiding segmenter has a non-zero weight and knows a class of the layout")
+        return terms
+
+    def __call__(self, prompt: str, layout: Layout, *, height: int | None = None, width: int | None = None,
+                 fit: Fit | None = None, stage1_size: int | None = None, parameterization: Parameterization = "pixel",
+                 stage1: Stage1Settings | None = None, stage2: Stage2Settings | None = None, num_images: int = 1,
+                 generator: torch.Generator | None = None, callback: Callable[[dict], None] | None = None,
+                 progress: bool = True) -> TCIGOutput:
+        """Generate ``num_images`` images for ``prompt`` following ``layout``; ``stage2=None`` stops after stage 1.
+
+        1. check the inputs; 2. size the layout; 3. resolve class names per segmenter; 4. optimize (stage 1);
+        5. upsample and refine (stage 2).
+        """
+        stage1 = stage1 or Stage1Settings()
+        self.check_inputs(prompt, layout, parameterization, stage2, stage1, num_images)
+        height, width = self.output_size(layout, height, width, self.resolution)
+        layout = layout.resized(height, width, fit)
+        h1, w1 = self.output_size(layout, None, None, stage1_size or self.stage1_size or max(height, width))
+        layout_s1 = layout.resized(h1, w1, "stretch")
+        terms = self.seg_terms(layout_s1, num_images)
+        prompts = [prompt] * num_images
+        timings: dict[str, float] = {}
+
+        start = time.perf_counter()
+        with torch.no_grad():
+            text_embeds = self.clip.encode_text(prompts) if stage1.clip_weight > 0 else None
+        if parameterization == "latent":
+            param = VAELatent(self.refiner.vae, num_images, h1, w1, generator=generator)
+        else:
+            param = PixelPyramid(num_images, h1, w1, generator=generator)
+        param.to(self.device)
+        stage1_images, history = run_stage1(param, settings=stage1, seg_terms=terms, clip=self.clip,
+                                            text_embeds=text_embeds, generator=generator, callback=callback,
+                                            autocast_dtype=autocast_dtype(self.device), progress=progress)
+        _sync(self.device)
+        timings["stage1_s"] = time.perf_counter() - start
+        if (h1, w1) != (height, width):
+            stage1_images = F.interpolate(stage1_images, size=(height, width), mode="bicubic",
+                                          align_corners=False).clamp(0, 1)
+        images = stage1_images
+        if stage2 is not None:
+            start = time.perf_counter()
+            images = self.refiner.refine(stage1_images, prompts, strength=stage2.strength, steps=stage2.steps,
+                                         guidance_scale=stage2.guidance_scale,
+                                         negative_prompt=stage2.negative_prompt, generator=generator,
+                                         progress=progress)
+            _sync(self.device)
+            timings["stage2_s"] = time.perf_counter() - start
+        timings["total_s"] = sum(timings.values())
+        settings = {
+            "prompt": prompt, "height": height, "width": width, "fit": fit, "stage1_size": [h1, w1],
+            "parameterization": parameterization, "num_images": num_images, "stage1": asdict(stage1),
+            "stage2": asdict(stage2) if stage2 is not None else None, "device": str(self.device),
+            "models": self.describe(),
+        }
+        return TCIGOutput(images.cpu(), stage1_images.cpu(), layout, history, timings, settings)
+
+    def describe(self) -> dict:
+        """The model ids or folders in use, for the output sidecar."""
+        return {
+            "clip": self.clip.name,
+            "segmenters": [{"id": seg.name, "weight": w} for seg, w in self.segmenters],
+            "refiner": self.refiner.name if self.refiner is not None else None,
+        }
+
+
+def _multiple_of_8(value: float) -> int:
+    return max(8, int(round(value / 8)) * 8)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

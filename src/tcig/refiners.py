@@ -1,0 +1,182 @@
+"""Stage 2 (quality): img2img / SDEdit refinement of the stage-1 image (Meng et al. 2022, SDEdit).
+
+A refiner implements ``refine(images in [0,1], prompts, ...) -> images in [0,1]``. Two implementations:
+any diffusers image-to-image pipeline (latent models: SD 1.x/2.x, SDXL, …) and an image-space (pixel) diffusion
+model, a ``UNet2DConditionModel``/``UNet2DModel`` on pixels with a scheduler and an optional text encoder.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Protocol
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .errors import ConfigError, ModelLoadError
+from .loading import check_model_ref, is_local_ref, load_pretrained, read_json_config
+
+logger = logging.getLogger(__name__)
+
+
+class Refiner(Protocol):
+    """What stage 2 needs; ``vae`` is the latent model's autoencoder (None for image-space models)."""
+
+    vae: nn.Module | None
+    name: str
+
+    def refine(self, images: torch.Tensor, prompts: list[str], *, strength: float, steps: int,
+               guidance_scale: float, negative_prompt: str | None, generator: torch.Generator | None,
+               progress: bool = True) -> torch.Tensor: ...
+
+    def to(self, device: torch.device, dtype: torch.dtype | None = None): ...
+
+
+def check_strength(strength: float, steps: int) -> None:
+    if not 0 < strength <= 1:
+        raise ConfigError(f"--strength must be in (0, 1], got {strength}")
+    if int(steps * strength) < 1:
+        raise ConfigError(f"--strength {strength} with {steps} steps leaves no denoising step; raise one of them")
+
+
+class DiffusersImg2ImgRefiner:
+    """Wraps any diffusers image-to-image pipeline, e.g. from ``AutoPipelineForImage2Image.from_pretrained``."""
+
+    def __init__(self, pipeline, name: str = "refiner") -> None:
+        self.pipeline = pipeline
+        self.name = name
+
+    @classmethod
+    def from_pretrained(cls, ref: str, *, allow_pickle: bool = False) -> DiffusersImg2ImgRefiner:
+        from diffusers import AutoPipelineForImage2Image
+
+        pipe = load_pretrained(AutoPipelineForImage2Image.from_pretrained, ref, "refiner", allow_pickle=allow_pickle)
+        return cls(pipe, name=ref)
+
+    @property
+    def vae(self) -> nn.Module | None:
+        return getattr(self.pipeline, "vae", None)
+
+    def to(self, device: torch.device, dtype: torch.dtype | None = None) -> DiffusersImg2ImgRefiner:
+        self.pipeline.to(device, dtype) if dtype is not None else self.pipeline.to(device)
+        return self
+
+    @torch.no_grad()
+    def refine(self, images: torch.Tensor, prompts: list[str], *, strength: float, steps: int,
+               guidance_scale: float, negative_prompt: str | None, generator: torch.Generator | None,
+               progress: bool = True) -> torch.Tensor:
+        check_strength(strength, steps)
+        self.pipeline.set_progress_bar_config(disable=not progress, desc="stage 2", leave=False)
+        vae = self.vae
+        dtype = vae.dtype if vae is not None else images.dtype
+        negative = [negative_prompt] * len(prompts) if negative_prompt else None
+        out = self.pipeline(prompt=prompts, image=images.to(self.pipeline.device, dtype), strength=strength,
+                            num_inference_steps=steps, guidance_scale=guidance_scale, negative_prompt=negative,
+                            generator=generator, output_type="pt")
+        return out.images.float().clamp(0, 1)
+
+
+class PixelSDEditRefiner:
+    """SDEdit with an image-space diffusion model: noise the image to ``strength``, then denoise with the prompt."""
+
+    vae = None
+
+    def __init__(self, unet: nn.Module, scheduler, text_encoder: nn.Module | None = None, tokenizer=None,
+                 name: str = "refiner") -> None:
+        self.unet = unet.eval()
+        self.scheduler = scheduler
+        self.text_encoder = text_encoder.eval() if text_encoder is not None else None
+        self.tokenizer = tokenizer
+        self.name = name
+
+    @classmethod
+    def from_pretrained(cls, ref: str, *, allow_pickle: bool = False) -> PixelSDEditRefiner:
+        """A folder with ``unet/`` and ``scheduler/``, and ``text_encoder/`` + ``tokenizer/`` when text-conditioned."""
+        import diffusers
+        from diffusers import UNet2DConditionModel, UNet2DModel
+        from transformers import AutoTokenizer, CLIPTextModel
+
+        unet_config = read_json_config(ref, "unet/config.json") or {}
+        unet_class = UNet2DConditionModel if unet_config.get("_class_name") == "UNet2DConditionModel" else UNet2DModel
+        unet = load_pretrained(unet_class.from_pretrained, ref, "refiner UNet", allow_pickle=allow_pickle,
+                               subfolder="unet")
+        scheduler_name = (read_json_config(ref, "scheduler/scheduler_config.json") or {}).get("_class_name", "")
+        try:
+            scheduler = getattr(diffusers, scheduler_name).from_pretrained(ref, subfolder="scheduler")
+        except (AttributeError, OSError, ValueError) as err:
+            raise ModelLoadError(f"could not load the refiner scheduler from '{ref}/scheduler': {err}") from err
+        text_encoder = tokenizer = None
+        if read_json_config(ref, "text_encoder/config.json") is not None:
+            text_encoder = load_pretrained(CLIPTextModel.from_pretrained, ref, "refiner text encoder",
+                                           allow_pickle=allow_pickle, subfolder="text_encoder")
+            tokenizer = AutoTokenizer.from_pretrained(ref, subfolder="tokenizer")
+        return cls(unet, scheduler, text_encoder, tokenizer, name=ref)
+
+    def save_pretrained(self, folder: str | Path) -> None:
+        """Write the folder layout that ``from_pretrained`` reads (and ``model_index.json`` naming the parts)."""
+        folder = Path(folder)
+        parts = {"unet": self.unet, "scheduler": self.scheduler, "text_encoder": self.text_encoder,
+                 "tokenizer": self.tokenizer}
+        index = {"_class_name": "PixelSDEditRefiner"}
+        for key, part in parts.items():
+            if part is not None:
+                part.save_pretrained(folder / key)
+                index[key] = [type(part).__module__.split(".")[0], type(part).__name__]
+        (folder / "model_index.json").write_text(json.dumps(index, indent=2))
+
+    def to(self, device: torch.device, dtype: torch.dtype | None = None) -> PixelSDEditRefiner:
+        for module in (self.unet, self.text_encoder):
+            if module is not None:
+                module.to(device, dtype) if dtype is not None else module.to(device)
+        return self
+
+    def _embed(self, texts: list[str]) -> torch.Tensor:
+        ids = self.tokenizer(texts, padding="max_length", truncation=True, max_length=self.tokenizer.model_max_length,
+                             return_tensors="pt").input_ids.to(self.unet.device)
+        return self.text_encoder(ids).last_hidden_state.to(self.unet.dtype)
+
+    @torch.no_grad()
+    def refine(self, images: torch.Tensor, prompts: list[str], *, strength: float, steps: int,
+               guidance_scale: float, negative_prompt: str | None, generator: torch.Generator | None,
+               progress: bool = True) -> torch.Tensor:
+        check_strength(strength, steps)
+        device, dtype = self.unet.device, self.unet.dtype
+        conditional = self.text_encoder is not None
+        cfg = conditional and guidance_scale > 1
+        if conditional:
+            cond = self._embed(prompts)
+            if cfg:
+                cond = torch.cat([self._embed([negative_prompt or ""] * len(prompts)), cond])
+        self.scheduler.set_timesteps(steps)
+        timesteps = self.scheduler.timesteps[steps - int(steps * strength):]
+        x0 = images.to(device, torch.float32) * 2 - 1
+        noise = torch.randn(x0.shape, generator=generator, dtype=torch.float32).to(device)
+        x = self.scheduler.add_noise(x0, noise, timesteps[:1]).to(dtype)
+        for t in tqdm(timesteps, desc="stage 2", disable=not progress, leave=False):
+            model_in = torch.cat([x, x]) if cfg else x
+            if conditional:
+                pred = self.unet(model_in, t, encoder_hidden_states=cond).sample
+            else:
+                pred = self.unet(model_in, t).sample
+            if cfg:
+                uncond, text = pred.chunk(2)
+                pred = uncond + guidance_scale * (text - uncond)
+            x = self.scheduler.step(pred, t, x, generator=generator).prev_sample.to(dtype)
+        return ((x.float() + 1) / 2).clamp(0, 1)
+
+
+def load_refiner(ref: str, *, allow_pickle: bool = False) -> Refiner:
+    """A diffusers img2img pipeline (folder with ``model_index.json`` and a VAE) or an image-space model folder."""
+    ref = check_model_ref(ref, "refiner", allow_pickle=allow_pickle)
+    index = read_json_config(ref, "model_index.json")
+    if index is not None and "vae" in index:
+        return DiffusersImg2ImgRefiner.from_pretrained(ref, allow_pickle=allow_pickle)
+    if read_json_config(ref, "unet/config.json") is not None:
+        return PixelSDEditRefiner.from_pretrained(ref, allow_pickle=allow_pickle)
+    if is_local_ref(ref) and not (Path(ref) / "unet").is_dir():
+        raise ModelLoadError(f"the refiner folder '{ref}' is neither a diffusers pipeline (model_index.json with a "
+                             "vae) nor an image-space model (unet/ and scheduler/)")
+    return DiffusersImg2ImgRefiner.from_pretrained(ref, allow_pickle=allow_pickle)

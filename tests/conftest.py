@@ -1,0 +1,16 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).parent))
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory):
+    """Paths of the tiny models (built once per test session)."""
+    from tiny_models import build_all
+
+    return build_all(tmp_path_factory.mktemp("tiny_models"))

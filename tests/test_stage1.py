@@ -1,0 +1,98 @@
+"""Stage 1: the losses, the parameterizations, and the optimization loop."""
+
+import torch
+
+from tcig.clip_scorer import CLIPScorer
+from tcig.layout import IGNORE
+from tcig.losses import segmentation_loss, spherical_dist_loss
+from tcig.parameterization import PixelPyramid, VAELatent
+from tcig.segmenters import load_segmenter
+from tcig.stage1 import SegTerm, Stage1Settings, random_crops, run_stage1
+
+
+def _target(size=32):
+    target = torch.full((1, size, size), 2, dtype=torch.long)  # sky
+    target[:, size // 2 :] = 5  # sea
+    target[:, size // 2 + 2 : size - 6, size // 4 : 3 * size // 4] = 6  # boat
+    return target
+
+
+def test_mse_loss_is_zero_for_a_perfect_prediction_and_ignores_dont_care():
+    target = torch.tensor([[[0, 1], [2, IGNORE]]])
+    perfect = torch.nn.functional.one_hot(target.clamp(min=0), 3).permute(0, 3, 1, 2).float() * 50
+    assert segmentation_loss(perfect, target, "mse") < 1e-6
+    wrong = perfect.roll(1, dims=1)
+    assert segmentation_loss(wrong, target, "mse") > 1.9  # two wrong classes squared: ~2 per pixel
+    perfect[:, :, 1, 1] = torch.tensor([50.0, -50, -50])  # change only the don't-care pixel
+    assert segmentation_loss(perfect, target, "mse") < 1e-6
+    assert segmentation_loss(perfect, target, "ce") < 1e-6
+
+
+def test_segmentation_loss_upsamples_logits():
+    logits = torch.randn(2, 4, 8, 8)
+    target = torch.randint(0, 4, (2, 32, 32))
+    assert torch.isfinite(segmentation_loss(logits, target, "mse"))
+
+
+def test_spherical_distance_is_zero_for_equal_embeddings():
+    x = torch.randn(3, 8)
+    assert spherical_dist_loss(x, x) < 1e-5
+    assert spherical_dist_loss(x, -x) > 4.9  # antipodal: 2 * (pi/2)^2
+
+
+def test_random_crops_are_batched_and_seeded():
+    images = torch.rand(2, 3, 40, 50)
+    a = random_crops(images, 4, (16, 16), 0.5, torch.Generator().manual_seed(1))
+    b = random_crops(images, 4, (16, 16), 0.5, torch.Generator().manual_seed(1))
+    c = random_crops(images, 4, (16, 16), 0.5, torch.Generator().manual_seed(2))
+    assert a.shape == (8, 3, 16, 16)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_stage1_lowers_the_segmentation_loss(tiny):
+    seg = load_segmenter(str(tiny["segformer"]))
+    target = _target()
+    param = PixelPyramid(1, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        before = (torch.nn.functional.interpolate(seg(param()), size=(32, 32)).argmax(1) == target).float().mean()
+    images, history = run_stage1(param, settings=Stage1Settings(steps=30, lr=0.05), seg_terms=[SegTerm(seg, 1.0, target)],
+                                 progress=False)
+    with torch.no_grad():
+        after = (torch.nn.functional.interpolate(seg(images), size=(32, 32)).argmax(1) == target).float().mean()
+    assert history[-1]["seg"] < 0.5 * history[0]["seg"]
+    assert after > before + 0.2
+    assert images.shape == (1, 3, 32, 32) and 0 <= images.min() and images.max() <= 1
+
+
+def _run(tiny, seed, callback=None):
+    seg = load_segmenter(str(tiny["segformer"]))
+    clip = CLIPScorer.from_pretrained(str(tiny["clip"]))
+    gen = torch.Generator().manual_seed(seed)
+    param = PixelPyramid(1, 32, 32, generator=gen)
+    return run_stage1(param, settings=Stage1Settings(steps=4, num_crops=3), seg_terms=[SegTerm(seg, 1.0, _target())],
+                      clip=clip, text_embeds=clip.encode_text(["a boat on the sea"]).detach(), generator=gen,
+                      progress=False, callback=callback)
+
+
+def test_stage1_is_deterministic_for_a_generator_and_calls_back(tiny):
+    seen = []
+    a, hist_a = _run(tiny, 0, callback=seen.append)
+    b, hist_b = _run(tiny, 0)
+    c, _ = _run(tiny, 1)
+    assert torch.equal(a, b) and hist_a == hist_b
+    assert not torch.equal(a, c)
+    assert [s["step"] for s in seen] == [0, 1, 2, 3]
+    assert {"loss", "clip", "seg", "images"} <= set(seen[0])
+
+
+def test_latent_parameterization_decodes_through_the_vae(tiny):
+    from diffusers import AutoencoderKL
+
+    vae = AutoencoderKL.from_pretrained(str(tiny["latent"]), subfolder="vae")
+    param = VAELatent(vae, 2, 32, 32, generator=torch.Generator().manual_seed(0))
+    assert param.latents.shape == (2, 4, 16, 16)
+    images = param()
+    assert images.shape == (2, 3, 32, 32)
+    images.mean().backward()
+    assert param.latents.grad.abs().sum() > 0
+    assert all(not p.requires_grad for p in vae.parameters())

@@ -147,6 +147,7 @@ def _configure_logging(verbose: bool) -> None:
         transformers.logging.set_verbosity_error()
         transformers.logging.disable_progress_bar()
         diffusers.logging.set_verbosity_error()
+        diffusers.logging.disable_progress_bar()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,144 @@
+"""`tcig generate` end to end on the tiny model set, and every bad-input error: one line, exit code 2, no files."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tcig.cli import build_parser, main
+
+SPEC = {
+    "prompt": "a boat on the sea under the sky",
+    "size": [64, 48],
+    "background": "sky",
+    "regions": [
+        {"class": "sea", "shape": "rectangle", "box": [0, 24, 64, 48]},
+        {"class": "boat", "shape": "ellipse", "box": [16, 28, 48, 40], "text": "a red boat"},
+    ],
+}
+FAST = ["--steps", "3", "--crops", "2", "--stage2-steps", "4", "--no-progress"]
+
+
+@pytest.fixture
+def spec(tmp_path):
+    path = tmp_path / "scene.json"
+    path.write_text(json.dumps(SPEC))
+    return path
+
+
+def _run(tiny, out, *args):
+    return main(["generate", "--models", str(tiny["model_set"]), "--out", str(out), *FAST, *map(str, args)])
+
+
+def test_generate_writes_image_stage1_sheet_and_sidecar(tiny, spec, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert _run(tiny, out, "--layout", spec, "--seed", 7) == 0
+    files = sorted(p.name for p in out.iterdir())
+    assert files == ["scene_s7.json", "scene_s7.png", "scene_s7_sheet.png", "scene_s7_stage1.png"]
+    assert Image.open(out / "scene_s7.png").size == (64, 48)
+    sheet = Image.open(out / "scene_s7_sheet.png")
+    assert sheet.width >= 4 * 64
+    meta = json.loads((out / "scene_s7.json").read_text())
+    assert meta["seed"] == 7 and meta["settings"]["prompt"] == SPEC["prompt"]
+    assert meta["classes"] == ["sky", "sea", "boat"]
+    assert len(meta["history"]) == 3 and meta["timings"]["stage2_s"] > 0
+    assert meta["model_set"]["refiner"].endswith("latent")
+    assert meta["settings"]["stage1"]["steps"] == 3 and meta["settings"]["stage2"]["strength"] == 0.6
+    assert str(out / "scene_s7.png") in capsys.readouterr().out
+    assert not list(out.glob(".tcig-*"))  # no staging folder left behind
+
+
+def test_same_seed_same_image_and_overrides(tiny, spec, tmp_path):
+    args = ["--layout", spec, "--seed", 3, "--stage2", "none", "--segmenter", f"{tiny['segformer']}:2",
+            "--segmenter", f"{tiny['mask2former']}:0.5", "--clip", tiny["clip"]]
+    assert _run(tiny, tmp_path / "a", *args) == 0
+    assert _run(tiny, tmp_path / "b", *args) == 0
+    a = np.asarray(Image.open(tmp_path / "a" / "scene_s3.png"))
+    b = np.asarray(Image.open(tmp_path / "b" / "scene_s3.png"))
+    assert np.array_equal(a, b)
+    meta = json.loads((tmp_path / "a" / "scene_s3.json").read_text())
+    assert meta["settings"]["stage2"] is None and meta["model_set"]["refiner"] is None
+    assert [s["weight"] for s in meta["settings"]["models"]["segmenters"]] == [2.0, 0.5]
+
+
+def test_pixel_refiner_and_several_images(tiny, spec, tmp_path):
+    out = tmp_path / "o"
+    assert _run(tiny, out, "--layout", spec, "--refiner", tiny["pixel"], "--num-images", 2, "--name", "x") == 0
+    assert {p.name for p in out.glob("*.png")} == {f"x_{i}{s}.png" for i in (0, 1) for s in ("", "_stage1", "_sheet")}
+
+
+def test_help_documents_every_option(capsys):
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command").choices["generate"]
+    options = [a for a in sub._actions if a.option_strings and a.dest != "help"]
+    assert len(options) > 25
+    undocumented = [a.option_strings[0] for a in options if not a.help]
+    assert undocumented == []
+    with pytest.raises(SystemExit):
+        main(["generate", "--help"])
+    text = capsys.readouterr().out
+    assert all(a.option_strings[-1] in text for a in options)
+
+
+def _error(tiny, tmp_path, capsys, *args):
+    out = tmp_path / "out"
+    code = _run(tiny, out, *args)
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err.startswith("tcig: error: ") and "\n" not in err and "Traceback" not in err
+    assert not out.exists() or not any(out.iterdir())
+    return err
+
+
+def test_missing_layout(tiny, tmp_path, capsys):
+    assert "does not exist" in _error(tiny, tmp_path, capsys, "--layout", tmp_path / "nope.png", "--prompt", "x")
+
+
+def test_non_image_layout(tiny, tmp_path, capsys):
+    bad = tmp_path / "layout.png"
+    bad.write_text("this is not a png")
+    err = _error(tiny, tmp_path, capsys, "--layout", bad, "--prompt", "x", "--vocabulary", "ade20k")
+    assert "layout.png" in err
+
+
+def test_colours_missing_from_legend(tiny, tmp_path, capsys):
+    image = np.zeros((16, 16, 3), np.uint8)
+    image[8:] = (0, 0, 255)
+    Image.fromarray(image).save(tmp_path / "l.png")
+    (tmp_path / "l.legend.json").write_text(json.dumps({"legend": {"#000000": "sky"}}))
+    err = _error(tiny, tmp_path, capsys, "--layout", tmp_path / "l.png", "--prompt", "x")
+    assert "#0000ff" in err.lower() and "legend" in err
+
+
+def test_unknown_class(tiny, tmp_path, capsys):
+    spec = {**SPEC, "background": "skyy"}
+    (tmp_path / "s.json").write_text(json.dumps(spec))
+    err = _error(tiny, tmp_path, capsys, "--layout", tmp_path / "s.json")
+    assert "skyy" in err and "sky" in err.split("skyy", 1)[1]
+
+
+def test_no_labelled_pixel(tiny, tmp_path, capsys):
+    spec = {"prompt": "x", "size": [16, 16], "regions": []}
+    (tmp_path / "s.json").write_text(json.dumps(spec))
+    assert "no labelled pixel" in _error(tiny, tmp_path, capsys, "--layout", tmp_path / "s.json")
+
+
+def test_missing_model_folder(tiny, spec, tmp_path, capsys):
+    err = _error(tiny, tmp_path, capsys, "--layout", spec, "--refiner", tmp_path / "no_such_model")
+    assert "no_such_model" in err and "does not exist" in err
+
+
+def test_long_prompt_warns_and_truncates(tiny, spec, tmp_path, caplog):
+    assert _run(tiny, tmp_path / "o", "--layout", spec, "--prompt", "a red boat " * 40, "--stage2", "none") == 0
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("322 tokens but CLIP reads 77" in w for w in warnings)
+
+
+def test_cli_error_has_no_traceback_in_a_real_process(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "tcig", "generate", "--layout", str(tmp_path / "x.json"), "--out",
+                           str(tmp_path / "o"), "--prompt", "p"], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "does not exist" in proc.stderr

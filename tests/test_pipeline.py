@@ -1,0 +1,112 @@
+"""TCIGPipeline end to end on tiny models: sizes, stages, class resolution, determinism."""
+
+import pytest
+import torch
+
+from tcig import ClassNameError, ConfigError, Layout, LayoutError, Stage1Settings, Stage2Settings, TCIGPipeline
+from tcig.model_sets import load_model_set
+
+FAST = Stage1Settings(steps=3, num_crops=2)
+STAGE2 = Stage2Settings(strength=0.5, steps=4)
+
+
+def _layout(h=48, w=64, classes=("sky", "sea", "boat")):
+    label = torch.zeros(h, w, dtype=torch.long)
+    label[h // 2 :] = 1
+    label[h // 2 + 4 : h - 8, w // 4 : 3 * w // 4] = 2
+    return Layout(label, list(classes))
+
+
+@pytest.fixture(scope="module")
+def pipe(tiny):
+    return TCIGPipeline.from_model_set(str(tiny["model_set"]))
+
+
+def _gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def test_two_stages_keep_the_layout_aspect_ratio(pipe):
+    out = pipe("a boat on the sea", _layout(), stage1=FAST, stage2=STAGE2, generator=_gen(), progress=False)
+    assert out.images.shape == (1, 3, 48, 64)  # long side = the model set's resolution (64)
+    assert out.stage1_images.shape == out.images.shape
+    assert out.layout.size == (48, 64)
+    assert len(out.history) == 3 and {"clip", "seg", "loss"} <= set(out.history[0])
+    assert set(out.timings) == {"stage1_s", "stage2_s", "total_s"}
+    assert not torch.equal(out.images, out.stage1_images)
+    assert out.settings["models"]["refiner"].endswith("latent")
+
+
+def test_stage2_none_returns_the_stage1_image(pipe):
+    out = pipe("a boat", _layout(), stage1=FAST, stage2=None, generator=_gen(), progress=False)
+    assert torch.equal(out.images, out.stage1_images)
+    assert "stage2_s" not in out.timings
+
+
+def test_identical_generators_give_identical_images(pipe):
+    a = pipe("a boat", _layout(), stage1=FAST, stage2=STAGE2, generator=_gen(5), progress=False)
+    b = pipe("a boat", _layout(), stage1=FAST, stage2=STAGE2, generator=_gen(5), progress=False)
+    c = pipe("a boat", _layout(), stage1=FAST, stage2=STAGE2, generator=_gen(6), progress=False)
+    assert torch.equal(a.images, b.images) and a.history == b.history
+    assert not torch.equal(a.images, c.images)
+
+
+def test_reduced_stage1_size_is_upsampled_into_stage2(pipe):
+    out = pipe("a boat", _layout(), stage1=FAST, stage2=STAGE2, stage1_size=32, num_images=2, generator=_gen(),
+               progress=False)
+    assert out.settings["stage1_size"] == [24, 32]
+    assert out.images.shape == (2, 3, 48, 64) and out.stage1_images.shape == (2, 3, 48, 64)
+
+
+def test_latent_parameterization(pipe):
+    out = pipe("a boat", _layout(64, 64), parameterization="latent", stage1=FAST, stage2=STAGE2, generator=_gen(),
+               progress=False)
+    assert out.images.shape == (1, 3, 64, 64)
+
+
+def test_explicit_size_with_other_aspect_needs_fit(pipe):
+    with pytest.raises(ConfigError, match="--fit"):
+        pipe("a boat", _layout(), height=64, width=64, stage1=FAST, stage2=None, progress=False)
+    out = pipe("a boat", _layout(), height=64, width=64, fit="pad", stage1=FAST, stage2=None, progress=False)
+    assert out.layout.size == (64, 64) and (out.layout.label_map == -1).any()
+
+
+def test_class_known_to_one_segmenter_only_is_left_to_it(tiny, caplog):
+    ms = load_model_set(str(tiny["model_set"])).with_overrides(
+        segmenters=[(str(tiny["segformer"]), 1.0), (str(tiny["mask2former"]), 0.5)])
+    pipe = TCIGPipeline.from_model_set(ms)
+    layout = _layout(classes=("sky", "sea", "grass"))  # grass: Mask2Former only; sand would be SegFormer only
+    terms = pipe.seg_terms(layout, 1)
+    assert len(terms) == 2
+    assert (terms[0].target == -1).sum() == (layout.label_map == 2).sum()  # SegFormer ignores grass pixels
+    assert (terms[1].target != -1).all()
+    assert any("grass" in r.getMessage() for r in caplog.records)
+
+
+def test_open_vocabulary_segmenter_queries_region_text(tiny):
+    ms = load_model_set(str(tiny["model_set"])).with_overrides(segmenters=[(str(tiny["clipseg"]), 1.0)])
+    pipe = TCIGPipeline.from_model_set(ms)
+    layout = _layout(classes=("sky", "lagoon", "red kayak"))
+    layout.region_texts[2] = "a small red kayak"
+    (term,) = pipe.seg_terms(layout, 1)
+    assert term.queries == ["sky", "lagoon", "a small red kayak"]
+    out = pipe("a kayak", layout, stage1=FAST, stage2=None, progress=False)
+    assert out.images.shape[-2:] == (48, 64)
+
+
+def test_unknown_class_lists_nearest_names(pipe):
+    with pytest.raises(ClassNameError, match="skyy.*sky"):
+        pipe("x", _layout(classes=("skyy", "sea", "boat")), stage1=FAST, stage2=None, progress=False)
+
+
+def test_layout_without_labelled_pixel_is_refused(pipe):
+    layout = Layout(torch.full((8, 8), -1), ["sky"])
+    with pytest.raises(LayoutError, match="no labelled pixel"):
+        pipe("x", layout, stage1=FAST, stage2=None, progress=False)
+
+
+def test_empty_prompt_and_bad_settings_are_refused(pipe):
+    with pytest.raises(ConfigError, match="prompt is empty"):
+        pipe(" ", _layout(), stage1=FAST, stage2=None, progress=False)
+    with pytest.raises(ConfigError, match="segmentation loss"):
+        pipe("x", _layout(), stage1=Stage1Settings(seg_loss="l1"), stage2=None, progress=False)

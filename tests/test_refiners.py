@@ -1,0 +1,51 @@
+"""Stage 2: diffusers img2img (latent) and image-space SDEdit refiners, loaded from saved folders."""
+
+import pytest
+import torch
+
+from tcig.errors import ConfigError, ModelLoadError
+from tcig.refiners import DiffusersImg2ImgRefiner, PixelSDEditRefiner, load_refiner
+
+
+@pytest.fixture(scope="module", params=["latent", "pixel"])
+def refiner(request, tiny):
+    return load_refiner(str(tiny[request.param]))
+
+
+def _refine(refiner, seed, images=None, strength=0.6):
+    images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(9)) if images is None else images
+    return refiner.refine(images, ["a boat", "a boat"], strength=strength, steps=6, guidance_scale=3.0,
+                          negative_prompt="blurry", generator=torch.Generator().manual_seed(seed), progress=False)
+
+
+def test_loader_picks_the_refiner_kind(tiny):
+    assert isinstance(load_refiner(str(tiny["latent"])), DiffusersImg2ImgRefiner)
+    pixel = load_refiner(str(tiny["pixel"]))
+    assert isinstance(pixel, PixelSDEditRefiner) and pixel.vae is None
+
+
+def test_refiner_shapes_range_and_seeds(refiner):
+    a = _refine(refiner, 0)
+    assert a.shape == (2, 3, 64, 64) and a.dtype == torch.float32
+    assert 0 <= a.min() and a.max() <= 1
+    assert torch.equal(a, _refine(refiner, 0))
+    assert not torch.equal(a, _refine(refiner, 1))
+
+
+def test_lower_strength_stays_closer_to_the_input(tiny):
+    refiner = load_refiner(str(tiny["pixel"]))
+    images = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    near = (_refine(refiner, 0, images[:1].expand(2, -1, -1, -1), strength=0.2) - images).abs().mean()
+    far = (_refine(refiner, 0, images[:1].expand(2, -1, -1, -1), strength=1.0) - images).abs().mean()
+    assert near < far
+
+
+@pytest.mark.parametrize(("strength", "message"), [(0.0, "in \\(0, 1\\]"), (1.5, "in \\(0, 1\\]"), (0.1, "no denoising step")])
+def test_bad_strength_is_refused(refiner, strength, message):
+    with pytest.raises(ConfigError, match=message):
+        _refine(refiner, 0, strength=strength)
+
+
+def test_folder_that_is_no_refiner_is_refused(tiny):
+    with pytest.raises(ModelLoadError, match="neither a diffusers pipeline"):
+        load_refiner(str(tiny["segformer"]))

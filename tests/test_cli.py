@@ -52,8 +52,20 @@ def test_generate_writes_image_stage1_sheet_and_sidecar(tiny, spec, tmp_path, ca
 
 
 def test_same_seed_same_image_and_overrides(tiny, spec, tmp_path):
-    args = ["--layout", spec, "--seed", 3, "--stage2", "none", "--segmenter", f"{tiny['segformer']}:2",
-            "--segmenter", f"{tiny['mask2former']}:0.5", "--clip", tiny["clip"]]
+    args = [
+        "--layout",
+        spec,
+        "--seed",
+        3,
+        "--stage2",
+        "none",
+        "--segmenter",
+        f"{tiny['segformer']}:2",
+        "--segmenter",
+        f"{tiny['mask2former']}:0.5",
+        "--clip",
+        tiny["clip"],
+    ]
     assert _run(tiny, tmp_path / "a", *args) == 0
     assert _run(tiny, tmp_path / "b", *args) == 0
     a = np.asarray(Image.open(tmp_path / "a" / "scene_s3.png"))
@@ -138,7 +150,21 @@ def test_long_prompt_warns_and_truncates(tiny, spec, tmp_path, caplog):
 
 
 def test_cli_error_has_no_traceback_in_a_real_process(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "tcig", "generate", "--layout", str(tmp_path / "x.json"), "--out",
-                           str(tmp_path / "o"), "--prompt", "p"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tcig",
+            "generate",
+            "--layout",
+            str(tmp_path / "x.json"),
+            "--out",
+            str(tmp_path / "o"),
+            "--prompt",
+            "p",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "does not exist" in proc.stderr

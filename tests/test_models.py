@@ -35,7 +35,11 @@ def test_clip_warns_and_truncates_long_prompt(tiny, caplog):
 
 @pytest.mark.parametrize(
     ("key", "wrapper", "k"),
-    [("segformer", SemanticSegmenter, 8), ("mask2former", MaskClassificationSegmenter, 5), ("clipseg", CLIPSegSegmenter, 3)],
+    [
+        ("segformer", SemanticSegmenter, 8),
+        ("mask2former", MaskClassificationSegmenter, 5),
+        ("clipseg", CLIPSegSegmenter, 3),
+    ],
 )
 def test_segmenters_give_differentiable_class_maps(tiny, key, wrapper, k):
     seg = load_segmenter(str(tiny[key]))

@@ -52,15 +52,23 @@ def test_identical_generators_give_identical_images(pipe):
 
 
 def test_reduced_stage1_size_is_upsampled_into_stage2(pipe):
-    out = pipe("a boat", _layout(), stage1=FAST, stage2=STAGE2, stage1_size=32, num_images=2, generator=_gen(),
-               progress=False)
+    out = pipe(
+        "a boat", _layout(), stage1=FAST, stage2=STAGE2, stage1_size=32, num_images=2, generator=_gen(), progress=False
+    )
     assert out.settings["stage1_size"] == [24, 32]
     assert out.images.shape == (2, 3, 48, 64) and out.stage1_images.shape == (2, 3, 48, 64)
 
 
 def test_latent_parameterization(pipe):
-    out = pipe("a boat", _layout(64, 64), parameterization="latent", stage1=FAST, stage2=STAGE2, generator=_gen(),
-               progress=False)
+    out = pipe(
+        "a boat",
+        _layout(64, 64),
+        parameterization="latent",
+        stage1=FAST,
+        stage2=STAGE2,
+        generator=_gen(),
+        progress=False,
+    )
     assert out.images.shape == (1, 3, 64, 64)
 
 
@@ -73,7 +81,8 @@ def test_explicit_size_with_other_aspect_needs_fit(pipe):
 
 def test_class_known_to_one_segmenter_only_is_left_to_it(tiny, caplog):
     ms = load_model_set(str(tiny["model_set"])).with_overrides(
-        segmenters=[(str(tiny["segformer"]), 1.0), (str(tiny["mask2former"]), 0.5)])
+        segmenters=[(str(tiny["segformer"]), 1.0), (str(tiny["mask2former"]), 0.5)]
+    )
     pipe = TCIGPipeline.from_model_set(ms)
     layout = _layout(classes=("sky", "sea", "grass"))  # grass: Mask2Former only; sand would be SegFormer only
     terms = pipe.seg_terms(layout, 1)

@@ -14,8 +14,16 @@ def refiner(request, tiny):
 
 def _refine(refiner, seed, images=None, strength=0.6):
     images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(9)) if images is None else images
-    return refiner.refine(images, ["a boat", "a boat"], strength=strength, steps=6, guidance_scale=3.0,
-                          negative_prompt="blurry", generator=torch.Generator().manual_seed(seed), progress=False)
+    return refiner.refine(
+        images,
+        ["a boat", "a boat"],
+        strength=strength,
+        steps=6,
+        guidance_scale=3.0,
+        negative_prompt="blurry",
+        generator=torch.Generator().manual_seed(seed),
+        progress=False,
+    )
 
 
 def test_loader_picks_the_refiner_kind(tiny):
@@ -40,7 +48,9 @@ def test_lower_strength_stays_closer_to_the_input(tiny):
     assert near < far
 
 
-@pytest.mark.parametrize(("strength", "message"), [(0.0, "in \\(0, 1\\]"), (1.5, "in \\(0, 1\\]"), (0.1, "no denoising step")])
+@pytest.mark.parametrize(
+    ("strength", "message"), [(0.0, "in \\(0, 1\\]"), (1.5, "in \\(0, 1\\]"), (0.1, "no denoising step")]
+)
 def test_bad_strength_is_refused(refiner, strength, message):
     with pytest.raises(ConfigError, match=message):
         _refine(refiner, 0, strength=strength)

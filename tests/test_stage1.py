@@ -55,8 +55,9 @@ def test_stage1_lowers_the_segmentation_loss(tiny):
     param = PixelPyramid(1, 32, 32, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         before = (torch.nn.functional.interpolate(seg(param()), size=(32, 32)).argmax(1) == target).float().mean()
-    images, history = run_stage1(param, settings=Stage1Settings(steps=30, lr=0.05), seg_terms=[SegTerm(seg, 1.0, target)],
-                                 progress=False)
+    images, history = run_stage1(
+        param, settings=Stage1Settings(steps=30, lr=0.05), seg_terms=[SegTerm(seg, 1.0, target)], progress=False
+    )
     with torch.no_grad():
         after = (torch.nn.functional.interpolate(seg(images), size=(32, 32)).argmax(1) == target).float().mean()
     assert history[-1]["seg"] < 0.5 * history[0]["seg"]
@@ -69,9 +70,16 @@ def _run(tiny, seed, callback=None):
     clip = CLIPScorer.from_pretrained(str(tiny["clip"]))
     gen = torch.Generator().manual_seed(seed)
     param = PixelPyramid(1, 32, 32, generator=gen)
-    return run_stage1(param, settings=Stage1Settings(steps=4, num_crops=3), seg_terms=[SegTerm(seg, 1.0, _target())],
-                      clip=clip, text_embeds=clip.encode_text(["a boat on the sea"]).detach(), generator=gen,
-                      progress=False, callback=callback)
+    return run_stage1(
+        param,
+        settings=Stage1Settings(steps=4, num_crops=3),
+        seg_terms=[SegTerm(seg, 1.0, _target())],
+        clip=clip,
+        text_embeds=clip.encode_text(["a boat on the sea"]).detach(),
+        generator=gen,
+        progress=False,
+        callback=callback,
+    )
 
 
 def test_stage1_is_deterministic_for_a_generator_and_calls_back(tiny):

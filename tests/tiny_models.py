@@ -37,22 +37,35 @@ def byte_level_tokenizer(folder: Path):
 
 
 def text_config(tokenizer) -> dict:
-    return dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
-                vocab_size=len(tokenizer), max_position_embeddings=77, bos_token_id=tokenizer.bos_token_id,
-                eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    return dict(
+        hidden_size=32,
+        intermediate_size=37,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        vocab_size=len(tokenizer),
+        max_position_embeddings=77,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
 
 
 def vision_config(image_size: int = 32) -> dict:
-    return dict(image_size=image_size, patch_size=4, hidden_size=32, intermediate_size=37, num_hidden_layers=2,
-                num_attention_heads=4)
+    return dict(
+        image_size=image_size,
+        patch_size=4,
+        hidden_size=32,
+        intermediate_size=37,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+    )
 
 
 def save_clip(folder: Path, tokenizer) -> Path:
     from transformers import CLIPConfig, CLIPModel
 
     torch.manual_seed(0)
-    model = CLIPModel(CLIPConfig(text_config=text_config(tokenizer), vision_config=vision_config(),
-                                 projection_dim=16))
+    model = CLIPModel(CLIPConfig(text_config=text_config(tokenizer), vision_config=vision_config(), projection_dim=16))
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
@@ -62,13 +75,26 @@ def save_segformer(folder: Path, labels: list[str] = SEG_LABELS, input_size: int
     from transformers import SegformerConfig, SegformerForSemanticSegmentation
 
     torch.manual_seed(0)
-    config = SegformerConfig(depths=[1, 1, 1, 1], sr_ratios=[8, 4, 2, 1], hidden_sizes=[8, 16, 16, 16],
-                             num_attention_heads=[1, 1, 1, 1], decoder_hidden_size=16, num_labels=len(labels), initializer_range=0.3,
-                             id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)})
+    config = SegformerConfig(
+        depths=[1, 1, 1, 1],
+        sr_ratios=[8, 4, 2, 1],
+        hidden_sizes=[8, 16, 16, 16],
+        num_attention_heads=[1, 1, 1, 1],
+        decoder_hidden_size=16,
+        num_labels=len(labels),
+        initializer_range=0.3,
+        id2label=dict(enumerate(labels)),
+        label2id={n: i for i, n in enumerate(labels)},
+    )
     SegformerForSemanticSegmentation(config).save_pretrained(folder)
-    processor = {"image_processor_type": "SegformerImageProcessor", "do_resize": True,
-                 "size": {"height": input_size, "width": input_size}, "do_normalize": True,
-                 "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225]}
+    processor = {
+        "image_processor_type": "SegformerImageProcessor",
+        "do_resize": True,
+        "size": {"height": input_size, "width": input_size},
+        "do_normalize": True,
+        "image_mean": [0.485, 0.456, 0.406],
+        "image_std": [0.229, 0.224, 0.225],
+    }
     (folder / "preprocessor_config.json").write_text(json.dumps(processor))
     return folder
 
@@ -77,13 +103,30 @@ def save_mask2former(folder: Path, labels: list[str] = M2F_LABELS) -> Path:
     from transformers import Mask2FormerConfig, Mask2FormerForUniversalSegmentation
 
     torch.manual_seed(0)
-    backbone = dict(model_type="swin", embed_dim=8, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1], image_size=64,
-                    out_features=["stage1", "stage2", "stage3", "stage4"])
-    config = Mask2FormerConfig(backbone_config=backbone, hidden_dim=32, feature_size=32, mask_feature_size=32,
-                               encoder_feedforward_dim=32, dim_feedforward=32, num_queries=6, encoder_layers=1,
-                               decoder_layers=2, num_attention_heads=2, num_labels=len(labels),
-                               id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)},
-                               use_pretrained_backbone=False)
+    backbone = dict(
+        model_type="swin",
+        embed_dim=8,
+        depths=[1, 1, 1, 1],
+        num_heads=[1, 1, 1, 1],
+        image_size=64,
+        out_features=["stage1", "stage2", "stage3", "stage4"],
+    )
+    config = Mask2FormerConfig(
+        backbone_config=backbone,
+        hidden_dim=32,
+        feature_size=32,
+        mask_feature_size=32,
+        encoder_feedforward_dim=32,
+        dim_feedforward=32,
+        num_queries=6,
+        encoder_layers=1,
+        decoder_layers=2,
+        num_attention_heads=2,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={n: i for i, n in enumerate(labels)},
+        use_pretrained_backbone=False,
+    )
     Mask2FormerForUniversalSegmentation(config).save_pretrained(folder)
     return folder
 
@@ -92,9 +135,15 @@ def save_clipseg(folder: Path, tokenizer) -> Path:
     from transformers import CLIPSegConfig, CLIPSegForImageSegmentation
 
     torch.manual_seed(0)
-    config = CLIPSegConfig(text_config=text_config(tokenizer), vision_config=vision_config(), projection_dim=16,
-                           extract_layers=[0, 1], reduce_dim=16, decoder_num_attention_heads=2,
-                           decoder_intermediate_size=16)
+    config = CLIPSegConfig(
+        text_config=text_config(tokenizer),
+        vision_config=vision_config(),
+        projection_dim=16,
+        extract_layers=[0, 1],
+        reduce_dim=16,
+        decoder_num_attention_heads=2,
+        decoder_intermediate_size=16,
+    )
     CLIPSegForImageSegmentation(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
@@ -104,10 +153,16 @@ def _unet(in_channels: int):
     from diffusers import UNet2DConditionModel
 
     torch.manual_seed(0)
-    return UNet2DConditionModel(block_out_channels=(32, 64), layers_per_block=2, sample_size=32,
-                                in_channels=in_channels, out_channels=in_channels,
-                                down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-                                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=32)
+    return UNet2DConditionModel(
+        block_out_channels=(32, 64),
+        layers_per_block=2,
+        sample_size=32,
+        in_channels=in_channels,
+        out_channels=in_channels,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32,
+    )
 
 
 def _text_encoder(tokenizer):
@@ -120,8 +175,14 @@ def _text_encoder(tokenizer):
 def _scheduler():
     from diffusers import DDIMScheduler
 
-    return DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
-                         set_alpha_to_one=False, steps_offset=1)
+    return DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
 
 
 def save_latent_diffusion(folder: Path, tokenizer) -> Path:
@@ -129,12 +190,24 @@ def save_latent_diffusion(folder: Path, tokenizer) -> Path:
     from diffusers import AutoencoderKL, StableDiffusionImg2ImgPipeline
 
     torch.manual_seed(0)
-    vae = AutoencoderKL(block_out_channels=[32, 64], in_channels=3, out_channels=3,
-                        down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2,
-                        latent_channels=4)
-    pipe = StableDiffusionImg2ImgPipeline(vae=vae, unet=_unet(4), text_encoder=_text_encoder(tokenizer),
-                                          tokenizer=tokenizer, scheduler=_scheduler(), safety_checker=None,
-                                          feature_extractor=None, requires_safety_checker=False)
+    vae = AutoencoderKL(
+        block_out_channels=[32, 64],
+        in_channels=3,
+        out_channels=3,
+        down_block_types=["DownEncoderBlock2D"] * 2,
+        up_block_types=["UpDecoderBlock2D"] * 2,
+        latent_channels=4,
+    )
+    pipe = StableDiffusionImg2ImgPipeline(
+        vae=vae,
+        unet=_unet(4),
+        text_encoder=_text_encoder(tokenizer),
+        tokenizer=tokenizer,
+        scheduler=_scheduler(),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
     pipe.save_pretrained(folder)
     return folder
 
@@ -158,8 +231,13 @@ def build_all(root: Path) -> dict[str, Path]:
         "latent": save_latent_diffusion(root / "latent", tokenizer),
         "pixel": save_pixel_diffusion(root / "pixel", tokenizer),
     }
-    model_set = {"name": "tiny", "clip": "./clip", "segmenters": ["./segformer:1.0"], "refiner": "./latent",
-                 "resolution": 64}
+    model_set = {
+        "name": "tiny",
+        "clip": "./clip",
+        "segmenters": ["./segformer:1.0"],
+        "refiner": "./latent",
+        "resolution": 64,
+    }
     paths["model_set"] = root / "tiny.json"
     paths["model_set"].write_text(json.dumps(model_set))
     return paths

@@ -5,8 +5,16 @@ __version__ = "0.1.0"
 from .errors import ClassNameError, ConfigError, LayoutError, ModelLoadError, TCIGError  # noqa: E402
 from .layout import IGNORE, Layout  # noqa: E402
 
-__all__ = ["IGNORE", "ClassNameError", "ConfigError", "Layout", "LayoutError", "ModelLoadError", "TCIGError",
-           "__version__"]
+__all__ = [
+    "IGNORE",
+    "ClassNameError",
+    "ConfigError",
+    "Layout",
+    "LayoutError",
+    "ModelLoadError",
+    "TCIGError",
+    "__version__",
+]
 
 from .pipeline import Stage2Settings, TCIGOutput, TCIGPipeline  # noqa: E402
 from .stage1 import Stage1Settings  # noqa: E402

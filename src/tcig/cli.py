@@ -24,13 +24,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"tcig {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    gen = sub.add_parser("generate", help="generate images from a prompt and a layout",
-                         description="Stage 1 optimizes an image to follow the layout under CLIP and segmentation "
-                                     "losses; stage 2 refines it with a diffusion model (img2img).")
+    gen = sub.add_parser(
+        "generate",
+        help="generate images from a prompt and a layout",
+        description="Stage 1 optimizes an image to follow the layout under CLIP and segmentation "
+        "losses; stage 2 refines it with a diffusion model (img2img).",
+    )
     io = gen.add_argument_group("inputs and outputs")
     io.add_argument("--prompt", help="text prompt (default: the prompt stored in a JSON layout)")
-    io.add_argument("--layout", required=True, help="layout file: colour PNG (+ legend JSON), label-id PNG "
-                    "(+ --vocabulary), JSON spec, or a folder of per-class masks")
+    io.add_argument(
+        "--layout",
+        required=True,
+        help="layout file: colour PNG (+ legend JSON), label-id PNG "
+        "(+ --vocabulary), JSON spec, or a folder of per-class masks",
+    )
     io.add_argument("--vocabulary", help="vocabulary of a label-id PNG: coco-stuff, ade20k or voc")
     io.add_argument("--legend", help="legend JSON of a colour PNG (default: <layout>.legend.json beside it)")
     io.add_argument("--out", required=True, help="output folder (created if missing)")
@@ -38,42 +45,78 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--num-images", type=int, default=1, help="images per call, optimized as one batch (default 1)")
 
     models = gen.add_argument_group("models")
-    models.add_argument("--models", default="sd15",
-                        help=f"model set: {', '.join(BUILTIN)} or a model-set JSON file (default sd15)")
+    models.add_argument(
+        "--models", default="sd15", help=f"model set: {', '.join(BUILTIN)} or a model-set JSON file (default sd15)"
+    )
     models.add_argument("--clip", help="override the CLIP model (hub id or folder)")
-    models.add_argument("--segmenter", action="append", metavar="ID[:WEIGHT]",
-                        help="guiding segmenter with its loss weight (default 1); repeat for several; "
-                             "replaces the model set's segmenters")
-    models.add_argument("--refiner", help="override the stage-2 model (diffusers img2img id/folder, or an "
-                        "image-space model folder)")
-    models.add_argument("--allow-pickle", action="store_true",
-                        help="allow pickle checkpoints (.bin/.pt/.ckpt); unpickling can run code")
+    models.add_argument(
+        "--segmenter",
+        action="append",
+        metavar="ID[:WEIGHT]",
+        help="guiding segmenter with its loss weight (default 1); repeat for several; "
+        "replaces the model set's segmenters",
+    )
+    models.add_argument(
+        "--refiner", help="override the stage-2 model (diffusers img2img id/folder, or an image-space model folder)"
+    )
+    models.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="allow pickle checkpoints (.bin/.pt/.ckpt); unpickling can run code",
+    )
 
     size = gen.add_argument_group("size")
-    size.add_argument("--height", type=int, help="output height (default: the layout's aspect ratio, long side "
-                      "the model set's resolution); rounded to a multiple of 8")
+    size.add_argument(
+        "--height",
+        type=int,
+        help="output height (default: the layout's aspect ratio, long side "
+        "the model set's resolution); rounded to a multiple of 8",
+    )
     size.add_argument("--width", type=int, help="output width (see --height)")
-    size.add_argument("--fit", choices=["stretch", "crop", "pad"],
-                      help="how to fit a layout of another aspect ratio (required when the aspect changes)")
-    size.add_argument("--stage1-size", type=int, help="long side of the stage-1 image (default: the model set's, "
-                      "else the output's); upsampled into stage 2")
+    size.add_argument(
+        "--fit",
+        choices=["stretch", "crop", "pad"],
+        help="how to fit a layout of another aspect ratio (required when the aspect changes)",
+    )
+    size.add_argument(
+        "--stage1-size",
+        type=int,
+        help="long side of the stage-1 image (default: the model set's, else the output's); upsampled into stage 2",
+    )
 
     s1 = gen.add_argument_group("stage 1 (control)")
     defaults = Stage1Settings()
-    s1.add_argument("--parameterization", choices=["pixel", "latent"], default="pixel",
-                    help="optimize a pixel pyramid, or the latents of the refiner's VAE (default pixel)")
+    s1.add_argument(
+        "--parameterization",
+        choices=["pixel", "latent"],
+        default="pixel",
+        help="optimize a pixel pyramid, or the latents of the refiner's VAE (default pixel)",
+    )
     s1.add_argument("--steps", type=int, default=defaults.steps, help=f"Adam steps (default {defaults.steps})")
     s1.add_argument("--lr", type=float, default=defaults.lr, help=f"learning rate (default {defaults.lr})")
-    s1.add_argument("--clip-weight", type=float, default=defaults.clip_weight,
-                    help=f"weight of the CLIP loss (default {defaults.clip_weight}; 0 disables it)")
-    s1.add_argument("--crops", type=int, default=defaults.num_crops,
-                    help=f"random crops per image for the CLIP loss (default {defaults.num_crops})")
-    s1.add_argument("--seg-loss", choices=["mse", "ce"], default=defaults.seg_loss,
-                    help="segmentation loss: mse (the paper's) or cross-entropy (default mse)")
+    s1.add_argument(
+        "--clip-weight",
+        type=float,
+        default=defaults.clip_weight,
+        help=f"weight of the CLIP loss (default {defaults.clip_weight}; 0 disables it)",
+    )
+    s1.add_argument(
+        "--crops",
+        type=int,
+        default=defaults.num_crops,
+        help=f"random crops per image for the CLIP loss (default {defaults.num_crops})",
+    )
+    s1.add_argument(
+        "--seg-loss",
+        choices=["mse", "ce"],
+        default=defaults.seg_loss,
+        help="segmentation loss: mse (the paper's) or cross-entropy (default mse)",
+    )
 
     s2 = gen.add_argument_group("stage 2 (quality)")
-    s2.add_argument("--stage2", choices=["refine", "none"], default="refine",
-                    help="'none' stops after stage 1 (default refine)")
+    s2.add_argument(
+        "--stage2", choices=["refine", "none"], default="refine", help="'none' stops after stage 1 (default refine)"
+    )
     s2.add_argument("--strength", type=float, default=0.6, help="img2img noise strength in (0, 1] (default 0.6)")
     s2.add_argument("--stage2-steps", type=int, default=30, help="scheduler steps before strength (default 30)")
     s2.add_argument("--guidance-scale", type=float, default=7.5, help="classifier-free guidance (default 7.5)")
@@ -82,8 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
     run = gen.add_argument_group("run")
     run.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     run.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps")
-    run.add_argument("--dtype", default="auto", help="stage-2 dtype: auto (float32 on CPU, float16 on GPU), "
-                     "float32, float16, bfloat16; stage 1 uses mixed precision on GPUs")
+    run.add_argument(
+        "--dtype",
+        default="auto",
+        help="stage-2 dtype: auto (float32 on CPU, float16 on GPU), "
+        "float32, float16, bfloat16; stage 1 uses mixed precision on GPUs",
+    )
     run.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     run.add_argument("-v", "--verbose", action="store_true", help="log details")
 
@@ -107,7 +154,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     layout.check_labelled()
     prompt = args.prompt or layout.prompt
     if not prompt:
-        raise ConfigError("no prompt: pass --prompt, or put a \"prompt\" in the layout's JSON")
+        raise ConfigError('no prompt: pass --prompt, or put a "prompt" in the layout\'s JSON')
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, device)
     segmenters = [parse_segmenter_arg(s) for s in args.segmenter] if args.segmenter else None
@@ -117,21 +164,43 @@ def cmd_generate(args: argparse.Namespace) -> int:
     stem = args.name or f"{Path(args.layout.rstrip('/')).stem}_s{args.seed}"
 
     logger.info("loading models of '%s' on %s", model_set.name, device)
-    pipe = TCIGPipeline.from_model_set(model_set, allow_pickle=args.allow_pickle).to(device, dtype)
-    stage1 = Stage1Settings(steps=args.steps, lr=args.lr, clip_weight=args.clip_weight, num_crops=args.crops,
-                            seg_loss=args.seg_loss)
-    stage2 = None if args.stage2 == "none" else Stage2Settings(args.strength, args.stage2_steps, args.guidance_scale,
-                                                                args.negative_prompt)
+    pipe = TCIGPipeline.from_model_set(model_set, allow_pickle=args.allow_pickle, class_names=layout.classes)
+    pipe.to(device, dtype)
+    stage1 = Stage1Settings(
+        steps=args.steps, lr=args.lr, clip_weight=args.clip_weight, num_crops=args.crops, seg_loss=args.seg_loss
+    )
+    stage2 = (
+        None
+        if args.stage2 == "none"
+        else Stage2Settings(args.strength, args.stage2_steps, args.guidance_scale, args.negative_prompt)
+    )
     generator = torch.Generator().manual_seed(args.seed)
     try:
-        output = pipe(prompt, layout, height=args.height, width=args.width, fit=args.fit,
-                      stage1_size=args.stage1_size, parameterization=args.parameterization, stage1=stage1,
-                      stage2=stage2, num_images=args.num_images, generator=generator, progress=not args.no_progress)
+        output = pipe(
+            prompt,
+            layout,
+            height=args.height,
+            width=args.width,
+            fit=args.fit,
+            stage1_size=args.stage1_size,
+            parameterization=args.parameterization,
+            stage1=stage1,
+            stage2=stage2,
+            num_images=args.num_images,
+            generator=generator,
+            progress=not args.no_progress,
+        )
     except torch.cuda.OutOfMemoryError as err:
         raise TCIGError("out of GPU memory; lower --num-images, --stage1-size, --crops or --height/--width") from err
-    record = {"tcig_version": __version__, "seed": args.seed, "layout": str(args.layout),
-              "vocabulary": args.vocabulary, "model_set": model_set.to_dict(), "dtype": str(dtype),
-              "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    record = {
+        "tcig_version": __version__,
+        "seed": args.seed,
+        "layout": str(args.layout),
+        "vocabulary": args.vocabulary,
+        "model_set": model_set.to_dict(),
+        "dtype": str(dtype),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
     for path in write_outputs(output, out_dir, stem, record):
         logger.info("wrote %s", path)
     print(out_dir / f"{stem}.png" if args.num_images == 1 else out_dir)
@@ -139,7 +208,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _configure_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     if not verbose:
         import diffusers
         import transformers

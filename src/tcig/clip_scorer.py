@@ -15,7 +15,7 @@ logger = logging.getLogger(__name__)
 
 
 class CLIPScorer(nn.Module):
-    """``encode_text(list[str])`` and ``encode_image(images in [0,1])`` to unit-norm embeddings, both differentiable."""
+    """``encode_text(list[str])`` and ``encode_image(images in [0,1])`` give unit-norm embeddings, differentiably."""
 
     def __init__(self, model: nn.Module, tokenizer, norm: ImageNorm, name: str = "clip") -> None:
         super().__init__()
@@ -49,8 +49,9 @@ class CLIPScorer(nn.Module):
         for text in texts:
             n = len(self.tokenizer(text, truncation=False).input_ids)
             if n > limit:
-                logger.warning("the prompt is %d tokens but CLIP reads %d: the end is cut off (%r…)", n, limit,
-                               text[:60])
+                logger.warning(
+                    "the prompt is %d tokens but CLIP reads %d: the end is cut off (%r…)", n, limit, text[:60]
+                )
         batch = self.tokenizer(texts, padding="max_length", truncation=True, max_length=limit, return_tensors="pt")
         return {k: v.to(self.device) for k, v in batch.items() if k in ("input_ids", "attention_mask")}
 

@@ -44,19 +44,22 @@ class Layout:
 
     def present_classes(self) -> list[int]:
         """Indices of the classes that label at least one pixel, in ascending order."""
-        values = torch.unique(self.label_map)
-        return [int(v) for v in values if v != IGNORE]
+        counts = torch.bincount(self.label_map[self.label_map != IGNORE], minlength=len(self.classes))
+        return torch.nonzero(counts).flatten().tolist()
 
     def check_labelled(self) -> None:
         """Raise if no pixel is labelled: there would be nothing to control."""
         if not self.present_classes():
-            raise LayoutError("the layout has no labelled pixel: every pixel is 'don't care'; label at least one region")
+            raise LayoutError(
+                "the layout has no labelled pixel: every pixel is 'don't care'; label at least one region"
+            )
 
     def resized(self, height: int, width: int, fit: Fit | None = None) -> Layout:
         """Nearest-neighbour resize to (height, width).
 
         An aspect-ratio change must be chosen explicitly with ``fit``: ``stretch`` distorts, ``crop`` keeps the
-        centre, ``pad`` adds don't-care borders. Without ``fit`` a change of aspect ratio (beyond rounding) is an error.
+        centre, ``pad`` adds don't-care borders. Without ``fit`` a change of aspect ratio (beyond rounding) is an
+        error.
         """
         h, w = self.size
         if (h, w) == (height, width):

@@ -24,8 +24,9 @@ class ModelSet:
     stage1_size: int | None = None
     description: str = field(default="", compare=False)
 
-    def with_overrides(self, *, clip: str | None = None, segmenters: list[tuple[str, float]] | None = None,
-                       refiner: str | None = None) -> ModelSet:
+    def with_overrides(
+        self, *, clip: str | None = None, segmenters: list[tuple[str, float]] | None = None, refiner: str | None = None
+    ) -> ModelSet:
         """Replace components; ``refiner="none"`` removes stage 2."""
         return replace(
             self,
@@ -35,19 +36,32 @@ class ModelSet:
         )
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "clip": self.clip, "segmenters": [f"{s}:{w:g}" for s, w in self.segmenters],
-                "refiner": self.refiner, "resolution": self.resolution, "stage1_size": self.stage1_size}
+        return {
+            "name": self.name,
+            "clip": self.clip,
+            "segmenters": [f"{s}:{w:g}" for s, w in self.segmenters],
+            "refiner": self.refiner,
+            "resolution": self.resolution,
+            "stage1_size": self.stage1_size,
+        }
 
 
 BUILTIN = {
     "sd15": ModelSet(
-        "sd15", "openai/clip-vit-base-patch32", (("nvidia/segformer-b0-finetuned-ade-512-512", 1.0),),
-        "stable-diffusion-v1-5/stable-diffusion-v1-5", 512,
+        "sd15",
+        "openai/clip-vit-base-patch32",
+        (("nvidia/segformer-b0-finetuned-ade-512-512", 1.0),),
+        "stable-diffusion-v1-5/stable-diffusion-v1-5",
+        512,
         description="CLIP ViT-B/32, SegFormer-B0 (ADE20K, 150 classes), Stable Diffusion 1.5 img2img at 512",
     ),
     "sdxl": ModelSet(
-        "sdxl", "openai/clip-vit-large-patch14", (("nvidia/segformer-b5-finetuned-ade-640-640", 1.0),),
-        "stabilityai/stable-diffusion-xl-base-1.0", 1024, stage1_size=512,
+        "sdxl",
+        "openai/clip-vit-large-patch14",
+        (("nvidia/segformer-b5-finetuned-ade-640-640", 1.0),),
+        "stabilityai/stable-diffusion-xl-base-1.0",
+        1024,
+        stage1_size=512,
         description="CLIP ViT-L/14, SegFormer-B5 (ADE20K), SDXL base img2img at 1024 (stage 1 at 512)",
     ),
 }
@@ -81,8 +95,10 @@ def load_model_set(name_or_path: str) -> ModelSet:
         def resolve(ref: str) -> str:
             return str((base / ref).resolve()) if ref.startswith(".") else ref
 
-        segmenters = [parse_segmenter_arg(s) if isinstance(s, str) else (s["id"], float(s.get("weight", 1.0)))
-                      for s in spec["segmenters"]]
+        segmenters = [
+            parse_segmenter_arg(s) if isinstance(s, str) else (s["id"], float(s.get("weight", 1.0)))
+            for s in spec["segmenters"]
+        ]
         return ModelSet(
             name=spec.get("name", path.stem),
             clip=resolve(spec["clip"]),
@@ -95,5 +111,6 @@ def load_model_set(name_or_path: str) -> ModelSet:
     except (OSError, ValueError) as err:
         raise ConfigError(f"model set file '{path}' is not valid JSON: {err}") from err
     except (KeyError, TypeError) as err:
-        raise ConfigError(f"model set file '{path}' lacks or misuses the field {err}; "
-                          "it needs 'clip', 'segmenters' and 'refiner'") from err
+        raise ConfigError(
+            f"model set file '{path}' lacks or misuses the field {err}; it needs 'clip', 'segmenters' and 'refiner'"
+        ) from err

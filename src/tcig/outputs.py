@@ -43,15 +43,26 @@ def write_outputs(output: TCIGOutput, out_dir: Path, stem: str, record: dict) ->
             name = stem if n == 1 else f"{stem}_{i}"
             final = tensor_to_pil(output.images[i])
             stage1 = tensor_to_pil(output.stage1_images[i])
-            sheet = contact_sheet([("layout", layout_image), ("stage 1", stage1), ("final", final),
-                                   ("layout over final", draw_outlines(final, output.layout))])
+            sheet = contact_sheet(
+                [
+                    ("layout", layout_image),
+                    ("stage 1", stage1),
+                    ("final", final),
+                    ("layout over final", draw_outlines(final, output.layout)),
+                ]
+            )
             for suffix, image in (("", final), ("_stage1", stage1), ("_sheet", sheet)):
                 image.save(staging / f"{name}{suffix}.png")
                 files.append(f"{name}{suffix}.png")
-            sidecar = {**record, "index": i, "files": {"image": f"{name}.png", "stage1": f"{name}_stage1.png",
-                                                      "sheet": f"{name}_sheet.png"},
-                       "settings": output.settings, "timings": output.timings, "classes": output.layout.classes,
-                       "history": output.history}
+            sidecar = {
+                **record,
+                "index": i,
+                "files": {"image": f"{name}.png", "stage1": f"{name}_stage1.png", "sheet": f"{name}_sheet.png"},
+                "settings": output.settings,
+                "timings": output.timings,
+                "classes": output.layout.classes,
+                "history": output.history,
+            }
             (staging / f"{name}.json").write_text(json.dumps(sidecar, indent=2, default=str))
             files.append(f"{name}.json")
         for name in sorted(files, key=lambda f: f.endswith(".json")):

@@ -14,8 +14,16 @@ class PixelPyramid(nn.Module):
     ``levels=1`` is the direct pixel parameterization.
     """
 
-    def __init__(self, batch: int, height: int, width: int, *, levels: int = 4, init_std: float = 0.5,
-                 generator: torch.Generator | None = None) -> None:
+    def __init__(
+        self,
+        batch: int,
+        height: int,
+        width: int,
+        *,
+        levels: int = 4,
+        init_std: float = 0.5,
+        generator: torch.Generator | None = None,
+    ) -> None:
         super().__init__()
         self.size = (height, width)
         shapes = [(batch, 3, max(1, height >> k), max(1, width >> k)) for k in range(levels)]
@@ -24,8 +32,10 @@ class PixelPyramid(nn.Module):
         )
 
     def forward(self) -> torch.Tensor:
-        total = sum(F.interpolate(p, size=self.size, mode="bilinear", align_corners=False) if p.shape[-2:] !=
-                    self.size else p for p in self.levels)
+        total = sum(
+            F.interpolate(p, size=self.size, mode="bilinear", align_corners=False) if p.shape[-2:] != self.size else p
+            for p in self.levels
+        )
         return torch.sigmoid(total)
 
 
@@ -35,8 +45,9 @@ class VAELatent(nn.Module):
     Starts from the encoding of a smooth random image, so the decoder sees in-distribution latents.
     """
 
-    def __init__(self, vae: nn.Module, batch: int, height: int, width: int, *,
-                 generator: torch.Generator | None = None) -> None:
+    def __init__(
+        self, vae: nn.Module, batch: int, height: int, width: int, *, generator: torch.Generator | None = None
+    ) -> None:
         super().__init__()
         self.vae = vae.requires_grad_(False)
         factor = 2 ** (len(vae.config.block_out_channels) - 1)

@@ -50,8 +50,15 @@ class TCIGOutput:
 class TCIGPipeline:
     """Holds a CLIP scorer, guiding segmenters with weights and an optional refiner (None = stage 1 only)."""
 
-    def __init__(self, clip: CLIPScorer, segmenters: list[tuple[Segmenter, float]], refiner: Refiner | None = None,
-                 resolution: int = 512, stage1_size: int | None = None, model_set: ModelSet | None = None) -> None:
+    def __init__(
+        self,
+        clip: CLIPScorer,
+        segmenters: list[tuple[Segmenter, float]],
+        refiner: Refiner | None = None,
+        resolution: int = 512,
+        stage1_size: int | None = None,
+        model_set: ModelSet | None = None,
+    ) -> None:
         if not segmenters:
             raise ConfigError("TCIG needs at least one guiding segmenter")
         self.clip = clip
@@ -63,11 +70,19 @@ class TCIGPipeline:
         self.device = torch.device("cpu")
 
     @classmethod
-    def from_model_set(cls, model_set: str | ModelSet, *, allow_pickle: bool = False) -> TCIGPipeline:
-        """Load every component of a named model set (or a JSON model-set file), on the CPU in float32."""
+    def from_model_set(
+        cls, model_set: str | ModelSet, *, allow_pickle: bool = False, class_names: list[str] | None = None
+    ) -> TCIGPipeline:
+        """Load every component of a named model set (or a JSON model-set file), on the CPU in float32.
+
+        ``class_names`` (a layout's) are matched to the segmenters' labels before the other models load, so an
+        unknown class fails in seconds.
+        """
         ms = load_model_set(model_set) if isinstance(model_set, str) else model_set
-        clip = CLIPScorer.from_pretrained(ms.clip, allow_pickle=allow_pickle)
         segmenters = [(load_segmenter(ref, allow_pickle=allow_pickle), w) for ref, w in ms.segmenters]
+        if class_names is not None:
+            resolve_classes(class_names, _labels_by_key(segmenters))
+        clip = CLIPScorer.from_pretrained(ms.clip, allow_pickle=allow_pickle)
         refiner = load_refiner(ms.refiner, allow_pickle=allow_pickle) if ms.refiner else None
         return cls(clip, segmenters, refiner, ms.resolution, ms.stage1_size, ms)
 
@@ -93,8 +108,15 @@ class TCIGPipeline:
             width = height * w / h
         return _multiple_of_8(height), _multiple_of_8(width)
 
-    def check_inputs(self, prompt: str, layout: Layout, parameterization: str, stage2: Stage2Settings | None,
-                     stage1: Stage1Settings, num_images: int) -> None:
+    def check_inputs(
+        self,
+        prompt: str,
+        layout: Layout,
+        parameterization: str,
+        stage2: Stage2Settings | None,
+        stage1: Stage1Settings,
+        num_images: int,
+    ) -> None:
         if not isinstance(prompt, str) or not prompt.strip():
             raise ConfigError("the prompt is empty; describe the image with --prompt")
         layout.check_labelled()
@@ -115,10 +137,10 @@ class TCIGPipeline:
 
     def seg_terms(self, layout: Layout, batch: int) -> list[SegTerm]:
         """Map the layout's class names onto each segmenter's labels and build its target label map."""
-        keys = [f"{seg.name} (#{i})" for i, (seg, _) in enumerate(self.segmenters)]
-        mapping = resolve_classes(layout.classes, {k: seg.labels for k, (seg, _) in zip(keys, self.segmenters)})
+        labels = _labels_by_key(self.segmenters)
+        mapping = resolve_classes(layout.classes, labels)
         terms = []
-        for key, (seg, weight) in zip(keys, self.segmenters):
+        for key, (seg, weight) in zip(labels, self.segmenters, strict=True):
             if weight == 0:
                 continue
             lookup = torch.tensor([IGNORE if m is None else m for m in mapping[key]] + [IGNORE])
@@ -134,11 +156,23 @@ class TCIGPipeline:
             raise TCIGError("no guiding segmenter has a non-zero weight and knows a class of the layout")
         return terms
 
-    def __call__(self, prompt: str, layout: Layout, *, height: int | None = None, width: int | None = None,
-                 fit: Fit | None = None, stage1_size: int | None = None, parameterization: Parameterization = "pixel",
-                 stage1: Stage1Settings | None = None, stage2: Stage2Settings | None = None, num_images: int = 1,
-                 generator: torch.Generator | None = None, callback: Callable[[dict], None] | None = None,
-                 progress: bool = True) -> TCIGOutput:
+    def __call__(
+        self,
+        prompt: str,
+        layout: Layout,
+        *,
+        height: int | None = None,
+        width: int | None = None,
+        fit: Fit | None = None,
+        stage1_size: int | None = None,
+        parameterization: Parameterization = "pixel",
+        stage1: Stage1Settings | None = None,
+        stage2: Stage2Settings | None = None,
+        num_images: int = 1,
+        generator: torch.Generator | None = None,
+        callback: Callable[[dict], None] | None = None,
+        progress: bool = True,
+    ) -> TCIGOutput:
         """Generate ``num_images`` images for ``prompt`` following ``layout``; ``stage2=None`` stops after stage 1.
 
         1. check the inputs; 2. size the layout; 3. resolve class names per segmenter; 4. optimize (stage 1);
@@ -162,28 +196,50 @@ class TCIGPipeline:
         else:
             param = PixelPyramid(num_images, h1, w1, generator=generator)
         param.to(self.device)
-        stage1_images, history = run_stage1(param, settings=stage1, seg_terms=terms, clip=self.clip,
-                                            text_embeds=text_embeds, generator=generator, callback=callback,
-                                            autocast_dtype=autocast_dtype(self.device), progress=progress)
+        stage1_images, history = run_stage1(
+            param,
+            settings=stage1,
+            seg_terms=terms,
+            clip=self.clip,
+            text_embeds=text_embeds,
+            generator=generator,
+            callback=callback,
+            autocast_dtype=autocast_dtype(self.device),
+            progress=progress,
+        )
         _sync(self.device)
         timings["stage1_s"] = time.perf_counter() - start
         if (h1, w1) != (height, width):
-            stage1_images = F.interpolate(stage1_images, size=(height, width), mode="bicubic",
-                                          align_corners=False).clamp(0, 1)
+            stage1_images = F.interpolate(
+                stage1_images, size=(height, width), mode="bicubic", align_corners=False
+            ).clamp(0, 1)
         images = stage1_images
         if stage2 is not None:
             start = time.perf_counter()
-            images = self.refiner.refine(stage1_images, prompts, strength=stage2.strength, steps=stage2.steps,
-                                         guidance_scale=stage2.guidance_scale,
-                                         negative_prompt=stage2.negative_prompt, generator=generator,
-                                         progress=progress)
+            images = self.refiner.refine(
+                stage1_images,
+                prompts,
+                strength=stage2.strength,
+                steps=stage2.steps,
+                guidance_scale=stage2.guidance_scale,
+                negative_prompt=stage2.negative_prompt,
+                generator=generator,
+                progress=progress,
+            )
             _sync(self.device)
             timings["stage2_s"] = time.perf_counter() - start
         timings["total_s"] = sum(timings.values())
         settings = {
-            "prompt": prompt, "height": height, "width": width, "fit": fit, "stage1_size": [h1, w1],
-            "parameterization": parameterization, "num_images": num_images, "stage1": asdict(stage1),
-            "stage2": asdict(stage2) if stage2 is not None else None, "device": str(self.device),
+            "prompt": prompt,
+            "height": height,
+            "width": width,
+            "fit": fit,
+            "stage1_size": [h1, w1],
+            "parameterization": parameterization,
+            "num_images": num_images,
+            "stage1": asdict(stage1),
+            "stage2": asdict(stage2) if stage2 is not None else None,
+            "device": str(self.device),
             "models": self.describe(),
         }
         return TCIGOutput(images.cpu(), stage1_images.cpu(), layout, history, timings, settings)
@@ -195,6 +251,11 @@ class TCIGPipeline:
             "segmenters": [{"id": seg.name, "weight": w} for seg, w in self.segmenters],
             "refiner": self.refiner.name if self.refiner is not None else None,
         }
+
+
+def _labels_by_key(segmenters: list[tuple[Segmenter, float]]) -> dict[str, list[str] | None]:
+    """Each segmenter's labels under a unique key (the same model may guide twice)."""
+    return {f"{seg.name} (#{i})": seg.labels for i, (seg, _) in enumerate(segmenters)}
 
 
 def _multiple_of_8(value: float) -> int:

@@ -38,8 +38,9 @@ class ImageNorm:
         return (images - mean) / std
 
 
-def image_norm_from_config(ref: str, mean: tuple[float, ...], std: tuple[float, ...],
-                           size: tuple[int, int] | None) -> ImageNorm:
+def image_norm_from_config(
+    ref: str, mean: tuple[float, ...], std: tuple[float, ...], size: tuple[int, int] | None
+) -> ImageNorm:
     """Read ``preprocessor_config.json`` of ``ref``; the given defaults fill what it lacks."""
     cfg = read_json_config(ref, "preprocessor_config.json") or {}
     mean = tuple(cfg.get("image_mean", mean))

@@ -28,9 +28,18 @@ class Refiner(Protocol):
     vae: nn.Module | None
     name: str
 
-    def refine(self, images: torch.Tensor, prompts: list[str], *, strength: float, steps: int,
-               guidance_scale: float, negative_prompt: str | None, generator: torch.Generator | None,
-               progress: bool = True) -> torch.Tensor: ...
+    def refine(
+        self,
+        images: torch.Tensor,
+        prompts: list[str],
+        *,
+        strength: float,
+        steps: int,
+        guidance_scale: float,
+        negative_prompt: str | None,
+        generator: torch.Generator | None,
+        progress: bool = True,
+    ) -> torch.Tensor: ...
 
     def to(self, device: torch.device, dtype: torch.dtype | None = None): ...
 
@@ -65,17 +74,33 @@ class DiffusersImg2ImgRefiner:
         return self
 
     @torch.no_grad()
-    def refine(self, images: torch.Tensor, prompts: list[str], *, strength: float, steps: int,
-               guidance_scale: float, negative_prompt: str | None, generator: torch.Generator | None,
-               progress: bool = True) -> torch.Tensor:
+    def refine(
+        self,
+        images: torch.Tensor,
+        prompts: list[str],
+        *,
+        strength: float,
+        steps: int,
+        guidance_scale: float,
+        negative_prompt: str | None,
+        generator: torch.Generator | None,
+        progress: bool = True,
+    ) -> torch.Tensor:
         check_strength(strength, steps)
         self.pipeline.set_progress_bar_config(disable=not progress, desc="stage 2", leave=False)
         vae = self.vae
         dtype = vae.dtype if vae is not None else images.dtype
         negative = [negative_prompt] * len(prompts) if negative_prompt else None
-        out = self.pipeline(prompt=prompts, image=images.to(self.pipeline.device, dtype), strength=strength,
-                            num_inference_steps=steps, guidance_scale=guidance_scale, negative_prompt=negative,
-                            generator=generator, output_type="pt")
+        out = self.pipeline(
+            prompt=prompts,
+            image=images.to(self.pipeline.device, dtype),
+            strength=strength,
+            num_inference_steps=steps,
+            guidance_scale=guidance_scale,
+            negative_prompt=negative,
+            generator=generator,
+            output_type="pt",
+        )
         return out.images.float().clamp(0, 1)
 
 
@@ -84,8 +109,9 @@ class PixelSDEditRefiner:
 
     vae = None
 
-    def __init__(self, unet: nn.Module, scheduler, text_encoder: nn.Module | None = None, tokenizer=None,
-                 name: str = "refiner") -> None:
+    def __init__(
+        self, unet: nn.Module, scheduler, text_encoder: nn.Module | None = None, tokenizer=None, name: str = "refiner"
+    ) -> None:
         self.unet = unet.eval()
         self.scheduler = scheduler
         self.text_encoder = text_encoder.eval() if text_encoder is not None else None
@@ -101,8 +127,9 @@ class PixelSDEditRefiner:
 
         unet_config = read_json_config(ref, "unet/config.json") or {}
         unet_class = UNet2DConditionModel if unet_config.get("_class_name") == "UNet2DConditionModel" else UNet2DModel
-        unet = load_pretrained(unet_class.from_pretrained, ref, "refiner UNet", allow_pickle=allow_pickle,
-                               subfolder="unet")
+        unet = load_pretrained(
+            unet_class.from_pretrained, ref, "refiner UNet", allow_pickle=allow_pickle, subfolder="unet"
+        )
         scheduler_name = (read_json_config(ref, "scheduler/scheduler_config.json") or {}).get("_class_name", "")
         try:
             scheduler = getattr(diffusers, scheduler_name).from_pretrained(ref, subfolder="scheduler")
@@ -110,16 +137,25 @@ class PixelSDEditRefiner:
             raise ModelLoadError(f"could not load the refiner scheduler from '{ref}/scheduler': {err}") from err
         text_encoder = tokenizer = None
         if read_json_config(ref, "text_encoder/config.json") is not None:
-            text_encoder = load_pretrained(CLIPTextModel.from_pretrained, ref, "refiner text encoder",
-                                           allow_pickle=allow_pickle, subfolder="text_encoder")
+            text_encoder = load_pretrained(
+                CLIPTextModel.from_pretrained,
+                ref,
+                "refiner text encoder",
+                allow_pickle=allow_pickle,
+                subfolder="text_encoder",
+            )
             tokenizer = AutoTokenizer.from_pretrained(ref, subfolder="tokenizer")
         return cls(unet, scheduler, text_encoder, tokenizer, name=ref)
 
     def save_pretrained(self, folder: str | Path) -> None:
         """Write the folder layout that ``from_pretrained`` reads (and ``model_index.json`` naming the parts)."""
         folder = Path(folder)
-        parts = {"unet": self.unet, "scheduler": self.scheduler, "text_encoder": self.text_encoder,
-                 "tokenizer": self.tokenizer}
+        parts = {
+            "unet": self.unet,
+            "scheduler": self.scheduler,
+            "text_encoder": self.text_encoder,
+            "tokenizer": self.tokenizer,
+        }
         index = {"_class_name": "PixelSDEditRefiner"}
         for key, part in parts.items():
             if part is not None:
@@ -134,14 +170,28 @@ class PixelSDEditRefiner:
         return self
 
     def _embed(self, texts: list[str]) -> torch.Tensor:
-        ids = self.tokenizer(texts, padding="max_length", truncation=True, max_length=self.tokenizer.model_max_length,
-                             return_tensors="pt").input_ids.to(self.unet.device)
+        ids = self.tokenizer(
+            texts,
+            padding="max_length",
+            truncation=True,
+            max_length=self.tokenizer.model_max_length,
+            return_tensors="pt",
+        ).input_ids.to(self.unet.device)
         return self.text_encoder(ids).last_hidden_state.to(self.unet.dtype)
 
     @torch.no_grad()
-    def refine(self, images: torch.Tensor, prompts: list[str], *, strength: float, steps: int,
-               guidance_scale: float, negative_prompt: str | None, generator: torch.Generator | None,
-               progress: bool = True) -> torch.Tensor:
+    def refine(
+        self,
+        images: torch.Tensor,
+        prompts: list[str],
+        *,
+        strength: float,
+        steps: int,
+        guidance_scale: float,
+        negative_prompt: str | None,
+        generator: torch.Generator | None,
+        progress: bool = True,
+    ) -> torch.Tensor:
         check_strength(strength, steps)
         device, dtype = self.unet.device, self.unet.dtype
         conditional = self.text_encoder is not None
@@ -151,7 +201,7 @@ class PixelSDEditRefiner:
             if cfg:
                 cond = torch.cat([self._embed([negative_prompt or ""] * len(prompts)), cond])
         self.scheduler.set_timesteps(steps)
-        timesteps = self.scheduler.timesteps[steps - int(steps * strength):]
+        timesteps = self.scheduler.timesteps[steps - int(steps * strength) :]
         x0 = images.to(device, torch.float32) * 2 - 1
         noise = torch.randn(x0.shape, generator=generator, dtype=torch.float32).to(device)
         x = self.scheduler.add_noise(x0, noise, timesteps[:1]).to(dtype)
@@ -177,6 +227,8 @@ def load_refiner(ref: str, *, allow_pickle: bool = False) -> Refiner:
     if read_json_config(ref, "unet/config.json") is not None:
         return PixelSDEditRefiner.from_pretrained(ref, allow_pickle=allow_pickle)
     if is_local_ref(ref) and not (Path(ref) / "unet").is_dir():
-        raise ModelLoadError(f"the refiner folder '{ref}' is neither a diffusers pipeline (model_index.json with a "
-                             "vae) nor an image-space model (unet/ and scheduler/)")
+        raise ModelLoadError(
+            f"the refiner folder '{ref}' is neither a diffusers pipeline (model_index.json with a "
+            "vae) nor an image-space model (unet/ and scheduler/)"
+        )
     return DiffusersImg2ImgRefiner.from_pretrained(ref, allow_pickle=allow_pickle)

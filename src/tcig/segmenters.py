@@ -75,10 +75,12 @@ class CLIPSegSegmenter(Segmenter):
         b, k = images.shape[0], len(queries)
         text = self.tokenizer(queries, padding=True, truncation=True, return_tensors="pt").to(self.device)
         with torch.no_grad():
-            conditional = self.model.get_conditional_embeddings(batch_size=k, input_ids=text.input_ids,
-                                                                attention_mask=text.attention_mask)
-        vision = self.model.clip.vision_model(pixel_values=self._inputs(images), output_hidden_states=True,
-                                              interpolate_pos_encoding=True)
+            conditional = self.model.get_conditional_embeddings(
+                batch_size=k, input_ids=text.input_ids, attention_mask=text.attention_mask
+            )
+        vision = self.model.clip.vision_model(
+            pixel_values=self._inputs(images), output_hidden_states=True, interpolate_pos_encoding=True
+        )
         activations = [vision.hidden_states[i + 1].repeat_interleave(k, dim=0) for i in self.model.extract_layers]
         logits = self.model.decoder(activations, conditional.repeat(b, 1)).logits
         return logits.float().reshape(b, k, *logits.shape[-2:])
@@ -92,8 +94,9 @@ def load_segmenter(ref: str, *, allow_pickle: bool = False) -> Segmenter:
     if model_type == "clipseg":
         from transformers import AutoTokenizer, CLIPSegForImageSegmentation
 
-        model = load_pretrained(CLIPSegForImageSegmentation.from_pretrained, ref, "segmenter",
-                                allow_pickle=allow_pickle)
+        model = load_pretrained(
+            CLIPSegForImageSegmentation.from_pretrained, ref, "segmenter", allow_pickle=allow_pickle
+        )
         try:
             tokenizer = AutoTokenizer.from_pretrained(ref)
         except (OSError, ValueError) as err:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -45,8 +44,9 @@ class Stage1Settings:
     seg_loss: SegLoss = "mse"
 
 
-def random_crops(images: torch.Tensor, n: int, size: tuple[int, int], crop_min: float,
-                 generator: torch.Generator | None) -> torch.Tensor:
+def random_crops(
+    images: torch.Tensor, n: int, size: tuple[int, int], crop_min: float, generator: torch.Generator | None
+) -> torch.Tensor:
     """``n`` random square crops per image (side in [crop_min, 1] of the short side), each resized to ``size``
     and flipped at random, stacked into one batch ``[B*n,3,*size]`` for a single CLIP forward."""
     b, _, h, w = images.shape
@@ -62,10 +62,18 @@ def random_crops(images: torch.Tensor, n: int, size: tuple[int, int], crop_min: 
     return torch.cat(crops)
 
 
-def run_stage1(param: nn.Module, *, settings: Stage1Settings, seg_terms: list[SegTerm],
-               clip: CLIPScorer | None = None, text_embeds: torch.Tensor | None = None,
-               generator: torch.Generator | None = None, callback: Callable[[dict], None] | None = None,
-               autocast_dtype: torch.dtype | None = None, progress: bool = True) -> tuple[torch.Tensor, list[dict]]:
+def run_stage1(
+    param: nn.Module,
+    *,
+    settings: Stage1Settings,
+    seg_terms: list[SegTerm],
+    clip: CLIPScorer | None = None,
+    text_embeds: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+    callback: Callable[[dict], None] | None = None,
+    autocast_dtype: torch.dtype | None = None,
+    progress: bool = True,
+) -> tuple[torch.Tensor, list[dict]]:
     """Optimize ``param`` (its ``forward()`` gives images in [0,1]); returns the final images and the loss history.
 
     ``text_embeds[B,D]`` are CLIP's unit-norm prompt embeddings (one per image). All randomness (crops) comes
@@ -79,8 +87,11 @@ def run_stage1(param: nn.Module, *, settings: Stage1Settings, seg_terms: list[Se
     with torch.enable_grad():
         for step in bar:
             optimizer.zero_grad(set_to_none=True)
-            amp = (torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype is not None
-                   else contextlib.nullcontext())
+            amp = (
+                torch.autocast(device.type, dtype=autocast_dtype)
+                if autocast_dtype is not None
+                else contextlib.nullcontext()
+            )
             with amp:
                 images = param()
                 terms: dict[str, torch.Tensor] = {}
@@ -95,7 +106,9 @@ def run_stage1(param: nn.Module, *, settings: Stage1Settings, seg_terms: list[Se
                     terms[key] = term.weight * segmentation_loss(logits, term.target.to(device), settings.seg_loss)
                 loss = sum(terms.values())
             if not torch.isfinite(loss):
-                raise TCIGError(f"the stage-1 loss became {loss.item()} at step {step}; lower --lr or the loss weights")
+                raise TCIGError(
+                    f"the stage-1 loss became {loss.item()} at step {step}; lower --lr or the loss weights"
+                )
             loss.backward()
             optimizer.step()
             record = {"step": step, "loss": loss.item(), **{k: v.item() for k, v in terms.items()}}
@@ -108,5 +121,3 @@ def run_stage1(param: nn.Module, *, settings: Stage1Settings, seg_terms: list[Se
     if history:
         logger.info("stage 1: %d steps, loss %.4f -> %.4f", len(history), history[0]["loss"], history[-1]["loss"])
     return final, history
-
-

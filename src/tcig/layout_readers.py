@@ -1,0 +1,512 @@
+"""Read a layout file into a :class:`~tcig.layout.Layout`; :func:`read_layout` picks the format from the path.
+
+Formats:
+
+- **Colour PNG + legend.** An RGB(A) or palette image whose colours stand for classes. The legend is the ``legend``
+  argument or a sidecar ``<stem>.legend.json`` / ``<stem>.json``: ``{"legend": {"#87ceeb": "sky", "#1e90ff": "sea"},
+  "ignore": ["#000000"], "region_texts": {"sea": "a calm sea"}, "prompt": "..."}``. The mapping may also run from
+  name to colour(s) (``{"sky": "#87ceeb"}``) or be a list ``[{"color": [135, 206, 235], "class": "sky"}]``; a
+  class of ``null`` and the ``"ignore"`` colours are don't care, and so are fully transparent pixels. Colours match
+  exactly (no tolerance), so save layouts without antialiasing and not as JPEG.
+- **Label-id PNG + vocabulary.** A single-channel image (mode L, P, I;16 …) whose values are class ids of a named
+  vocabulary (``coco-stuff``, ``ade20k``, ``voc``; see :mod:`tcig.vocabularies`). The sidecar may carry
+  ``"vocabulary"``, ``"prompt"`` and ``"region_texts"``.
+- **JSON spec of shapes.** ``{"prompt": "...", "size": [width, height], "background": "sky", "regions": [{"class":
+  "boat", "shape": "rectangle" | "ellipse" | "polygon", "box": [x0, y0, x1, y1] | "points": [[x, y], ...], "text":
+  "a red boat"}]}``. Coordinates are pixels with ``x1``/``y1`` exclusive, or fractions of the size with ``"units":
+  "fraction"`` (never guessed: a spec in pixels whose coordinates all lie in [0, 1] is an error). Later regions paint
+  over earlier ones; without ``background`` unpainted pixels are don't care.
+- **Folder of masks.** One ``<class name>.png`` per class (nonzero = in the class; ``_`` in the name reads as a
+  space), all of one size, plus an optional ``prompt.txt`` and ``layout.json`` (``prompt``, ``region_texts``).
+  Where masks overlap the later one in name order wins, with a warning; pixels in no mask are don't care.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, UnidentifiedImageError
+
+from .errors import ConfigError, LayoutError
+from .layout import IGNORE, Layout
+from .vocabularies import Vocabulary, load_vocabulary
+
+logger = logging.getLogger(__name__)
+
+_ID_MODES = {"1", "L", "P", "LA", "PA", "I", "I;16", "I;16B", "I;16L", "I;16N"}
+_COMMENT = re.compile(r"^(_.*|comment|description)$")
+
+
+def read_layout(
+    path: str | Path,
+    *,
+    vocabulary: str | None = None,
+    legend: str | Path | None = None,
+    max_pixels: int = 64_000_000,
+) -> Layout:
+    """Read a layout from a colour PNG (+ legend), a label-id PNG (+ vocabulary), a JSON spec or a mask folder."""
+    path = Path(path).expanduser()
+    if vocabulary is not None and legend is not None:
+        raise ConfigError("give either a vocabulary (for a label-id PNG) or a legend (for a colour PNG), not both")
+    if vocabulary is not None:
+        load_vocabulary(vocabulary)  # fail early on an unknown name
+    if not path.exists():
+        raise LayoutError(f"layout '{path}' does not exist; give a PNG, a JSON spec or a folder of masks")
+    if path.is_dir():
+        return _read_mask_folder(path, max_pixels)
+    if path.suffix.lower() == ".json":
+        data = _read_json(path)
+        if "regions" not in data:
+            hint = (
+                " (it looks like a legend: pass the image as the layout and this as its legend)"
+                if "legend" in data
+                else ""
+            )
+            raise LayoutError(f"JSON layout '{path}' has no 'regions'{hint}; see examples/beach.json for the format")
+        return _read_spec(path, data, max_pixels)
+    return _read_image(path, vocabulary, legend, max_pixels)
+
+
+def layout_from_masks(
+    masks: Mapping[str, np.ndarray | torch.Tensor],
+    *,
+    prompt: str | None = None,
+    region_texts: Mapping[str, str] | None = None,
+    source: str = "masks",
+) -> Layout:
+    """Build a layout from ``{class name: boolean mask [H, W]}``; later masks win where they overlap (logged)."""
+    if not masks:
+        raise LayoutError(f"{source}: no masks given; give at least one class mask")
+    label: np.ndarray | None = None
+    first = ""
+    classes = list(masks)
+    for index, (name, mask) in enumerate(masks.items()):
+        m = (mask.cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)).astype(bool)
+        if label is None:
+            if m.ndim != 2:
+                raise LayoutError(f"{source}: mask '{name}' has shape {m.shape}; masks must be 2-D (H, W)")
+            label, first = np.full(m.shape, IGNORE, dtype=np.int64), name
+        if m.shape != label.shape:
+            raise LayoutError(
+                f"{source}: mask '{name}' is {_wxh(m.shape)} but '{first}' is {_wxh(label.shape)}; "
+                "all masks must have one size (resize them with nearest neighbour)"
+            )
+        overlap = m & (label != IGNORE)
+        if overlap.any():
+            for earlier, count in enumerate(np.bincount(label[overlap], minlength=index)):
+                if count:
+                    logger.warning(
+                        "%s: masks '%s' and '%s' overlap on %d pixels; '%s' (later) wins",
+                        source, classes[earlier], name, count, name,
+                    )  # fmt: skip
+        label[m] = index
+    return _finish(torch.from_numpy(label), classes, dict(region_texts or {}), prompt, source)
+
+
+# --- shared helpers -------------------------------------------------------------------------------------------------
+
+
+def _wxh(shape: tuple[int, ...]) -> str:
+    return f"{shape[1]}x{shape[0]}"
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise LayoutError(f"'{path}' is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}); fix it") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise LayoutError(f"cannot read '{path}' ({e.__class__.__name__}: {e}); check the file") from None
+    if not isinstance(data, dict):
+        raise LayoutError(f"'{path}' must hold a JSON object {{...}}, not a {type(data).__name__}")
+    return data
+
+
+def _open_image(path: Path, max_pixels: int) -> Image.Image:
+    """Open and fully decode an image, with errors that name the file."""
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+            if width * height > max_pixels:
+                raise LayoutError(
+                    f"'{path}' is {width}x{height} = {width * height:,} pixels, over the limit of {max_pixels:,}; "
+                    "downscale it (nearest neighbour) or raise the pixel limit"
+                )
+            img.load()
+            return img
+    except UnidentifiedImageError:
+        raise LayoutError(f"'{path}' is not an image file Pillow can read; give a PNG layout") from None
+    except Image.DecompressionBombError as e:
+        found = re.search(r"\((\d+) pixels\)", str(e))
+        count = f" ({int(found.group(1)):,} pixels)" if found else ""
+        raise LayoutError(f"'{path}' is too large{count} for Pillow to open safely; downscale it") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise LayoutError(
+            f"cannot decode '{path}' ({e}); the file is damaged or incomplete, export it again"
+        ) from None
+
+
+def _check_keys(data: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    unknown = [k for k in data if k not in allowed and not _COMMENT.match(k)]
+    if unknown:
+        raise LayoutError(f"{where} has unknown key '{unknown[0]}'; allowed keys: {', '.join(sorted(allowed))}")
+
+
+def _string_map(value: Any, key: str, where: str) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise LayoutError(f'{where}: "{key}" must map class names to texts, e.g. {{"sea": "a calm sea"}}')
+    return dict(value)
+
+
+def _prompt(value: Any, where: str) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise LayoutError(f'{where}: "prompt" must be a string')
+    return value
+
+
+def _finish(label: torch.Tensor, classes: list[str], texts: dict[str, str], prompt: str | None, source: str) -> Layout:
+    """Drop classes with no pixel, index region texts by class and check that some pixel is labelled."""
+    counts = torch.bincount(label[label != IGNORE].flatten(), minlength=len(classes))
+    keep = [i for i, c in enumerate(counts.tolist()) if c]
+    for i in sorted(set(range(len(classes))) - set(keep)):
+        logger.warning("%s: class '%s' covers no pixel; it is left out", source, classes[i])
+    remap = torch.full((len(classes) + 1,), IGNORE, dtype=torch.long)
+    remap[torch.tensor(keep, dtype=torch.long)] = torch.arange(len(keep))
+    label = remap[label]  # IGNORE (-1) indexes the last entry, which stays IGNORE
+    names = [classes[i] for i in keep]
+    region_texts: dict[int, str] = {}
+    for name, text in texts.items():
+        if name not in classes:
+            raise LayoutError(f"{source}: region text given for '{name}', which is not a class of the layout")
+        if name in names:
+            region_texts[names.index(name)] = text
+    layout = Layout(label, names, region_texts, prompt)
+    try:
+        layout.check_labelled()
+    except LayoutError as e:
+        raise LayoutError(f"{source}: {e}") from None
+    return layout
+
+
+# --- colour and label-id images -------------------------------------------------------------------------------------
+
+
+def _colour(value: Any) -> int | None:
+    """'#rrggbb', '#rgb' or [r, g, b] → 0xRRGGBB; None if the value is no colour."""
+    if isinstance(value, str) and re.fullmatch(r"#([0-9a-fA-F]{3}|[0-9a-fA-F]{6})", value.strip()):
+        hexa = value.strip()[1:]
+        return int("".join(c * 2 for c in hexa) if len(hexa) == 3 else hexa, 16)
+    if isinstance(value, list) and len(value) == 3 and all(type(c) is int and 0 <= c <= 255 for c in value):
+        return (value[0] << 16) | (value[1] << 8) | value[2]
+    return None
+
+
+def _is_colour(value: Any) -> bool:
+    return _colour(value) is not None
+
+
+def _parse_legend(data: dict[str, Any], where: str) -> dict[int, str | None]:
+    """Colour code → class name (None = don't care)."""
+    entries = data.get("legend", data)
+    colours: dict[int, str | None] = {}
+
+    def add(colour: Any, name: Any) -> None:
+        if name is not None and (not isinstance(name, str) or not name.strip()):
+            raise LayoutError(f"{where}: class name {json.dumps(name)} must be a non-empty string (or null)")
+        code = _colour(colour)
+        if code is None:
+            raise LayoutError(f'{where}: {json.dumps(colour)} is not a colour; write "#rrggbb" or [r, g, b] (0..255)')
+        colours[code] = name.strip() if isinstance(name, str) else None
+
+    if isinstance(entries, list):
+        for i, entry in enumerate(entries, 1):
+            if not isinstance(entry, dict) or not ({"color", "colour"} & entry.keys()) or "class" not in entry:
+                raise LayoutError(f'{where}: legend entry {i} must look like {{"color": "#rrggbb", "class": "sky"}}')
+            add(entry.get("color", entry.get("colour")), entry["class"])
+    elif isinstance(entries, dict):
+        entries = {k: v for k, v in entries.items() if k not in _LEGEND_KEYS and not _COMMENT.match(k)}
+        if all(_is_colour(k) for k in entries):
+            for colour, name in entries.items():
+                add(colour, name)
+        else:
+            for name, value in entries.items():
+                for colour in _colours_in(value):
+                    add(colour, name)
+    else:
+        raise LayoutError(f'{where}: "legend" must map colours to class names, e.g. {{"#87ceeb": "sky"}}')
+    for colour in _colours_in(data.get("ignore", [])):
+        add(colour, None)
+    if not any(colours.values()):
+        raise LayoutError(f'{where}: the legend names no class; map colours to class names, e.g. {{"#87ceeb": "sky"}}')
+    return colours
+
+
+_LEGEND_KEYS = {"legend", "ignore", "region_texts", "prompt", "vocabulary"}
+
+
+def _colours_in(value: Any) -> list[Any]:
+    """A legend value as a list of colours: one colour, or a list of them."""
+    return value if isinstance(value, list) and not _is_colour(value) else [value]
+
+
+def _is_legend(data: dict[str, Any]) -> bool:
+    """Whether a sidecar holds a colour legend: a "legend" key, or a bare colour → name or name → colour mapping."""
+    plain = {k: v for k, v in data.items() if k not in _LEGEND_KEYS and not _COMMENT.match(k)}
+    by_colour = all(_is_colour(k) for k in plain)
+    by_name = all(v is not None and all(_is_colour(c) for c in _colours_in(v)) for v in plain.values())
+    return "legend" in data or (bool(plain) and (by_colour or by_name))
+
+
+def _sidecar(path: Path) -> Path | None:
+    for candidate in (path.with_name(path.stem + ".legend.json"), path.with_suffix(".json")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _read_image(path: Path, vocabulary: str | None, legend: str | Path | None, max_pixels: int) -> Layout:
+    meta: dict[str, Any] = {}
+    meta_path = Path(legend).expanduser() if legend is not None else _sidecar(path)
+    if legend is not None and not meta_path.is_file():
+        raise LayoutError(f"legend '{meta_path}' does not exist; give the JSON file that maps colours to class names")
+    if meta_path is not None:
+        meta = _read_json(meta_path)
+        if legend is None and "regions" in meta:  # a JSON spec that happens to share the stem
+            meta, meta_path = {}, None
+        elif "legend" in meta or "vocabulary" in meta:
+            _check_keys(meta, _LEGEND_KEYS, f"legend '{meta_path}'")
+    where = f"legend '{meta_path}'"
+    if legend is not None and not _is_legend(meta):
+        raise LayoutError(f'{where} maps no colours to class names; write e.g. {{"legend": {{"#87ceeb": "sky"}}}}')
+    texts = _string_map(meta.get("region_texts"), "region_texts", where)
+    prompt = _prompt(meta.get("prompt"), where)
+    img = _open_image(path, max_pixels)
+
+    vocab_name = vocabulary
+    if vocab_name is None and legend is None and not _is_legend(meta):
+        vocab_name = meta.get("vocabulary")
+    if vocab_name is not None:
+        if _is_legend(meta):
+            logger.info(
+                "%s: reading it as %s label ids, so the colour legend in %s is not used", path, vocab_name, meta_path
+            )
+        vocab = load_vocabulary(str(vocab_name))
+        values = _id_values(img, path, vocab)
+        label, classes = vocab.decode(values, source=f"'{path}'")
+        for name in texts:
+            if name not in vocab.labels:
+                raise LayoutError(f"{where}: region text given for '{name}', which is not a {vocab.name} class name")
+            if name not in classes:
+                logger.info("%s: class '%s' of the region texts is not in the map", path, name)
+        return _finish(label, classes, {k: v for k, v in texts.items() if k in classes}, prompt, f"'{path}'")
+    if not _is_legend(meta):
+        if img.mode in _ID_MODES - {"P", "PA"}:
+            raise LayoutError(
+                f"'{path}' is a single-channel label-id map; pass a vocabulary (--vocabulary coco-stuff, ade20k or "
+                f"voc) that says which value is which class, or a colour legend ({path.stem}.legend.json)"
+            )
+        raise LayoutError(
+            f"'{path}' has no legend; write {path.stem}.legend.json mapping its colours to class names "
+            '(e.g. {"legend": {"#87ceeb": "sky"}}) or pass --legend; for a label-id map pass --vocabulary'
+        )
+    return _colour_layout(img, path, _parse_legend(meta, where), texts, prompt)
+
+
+def _id_values(img: Image.Image, path: Path, vocab: Vocabulary) -> np.ndarray:
+    """Single-channel integer values of a label-id image; fully transparent pixels become void."""
+    alpha = np.asarray(img.getchannel("A")) if "A" in img.getbands() else None
+    if img.mode in _ID_MODES:
+        values = np.asarray(img.getchannel(0) if alpha is not None else img).astype(np.int64)
+    elif img.mode in ("RGB", "RGBA"):
+        rgb = np.asarray(img.convert("RGB"))
+        if not ((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all()):
+            raise LayoutError(
+                f"'{path}' is a colour image but {vocab.name} label ids need a single-channel map; "
+                "for a colour layout pass a legend instead of a vocabulary"
+            )
+        values = rgb[..., 0].astype(np.int64)
+    else:
+        raise LayoutError(f"'{path}' has image mode {img.mode}; a label-id map must be an 8- or 16-bit integer PNG")
+    if alpha is not None:
+        values[alpha == 0] = min(vocab.void_values)
+    return values
+
+
+def _colour_layout(
+    img: Image.Image, path: Path, colours: dict[int, str | None], texts: dict[str, str], prompt: str | None
+) -> Layout:
+    if img.mode not in ("RGB", "RGBA", "P", "PA", "L", "LA", "1"):
+        raise LayoutError(f"'{path}' has image mode {img.mode}; a colour layout must be an 8-bit RGB or palette PNG")
+    has_alpha = "A" in img.getbands() or "transparency" in img.info
+    pixels = np.asarray(img.convert("RGBA" if has_alpha else "RGB")).astype(np.int64)
+    codes = (pixels[..., 0] << 16) | (pixels[..., 1] << 8) | pixels[..., 2]
+    if has_alpha:
+        codes[pixels[..., 3] == 0] = -1
+    uniques, inverse = np.unique(codes, return_inverse=True)
+    counts = np.bincount(inverse.ravel())
+    missing = [(int(c), int(n)) for c, n in zip(uniques, counts, strict=True) if c >= 0 and c not in colours]
+    if missing:
+        missing.sort(key=lambda item: -item[1])
+        listed = ", ".join(f"#{c:06x} ({n:,} px)" for c, n in missing[:5])
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        jpeg = "; JPEG changes colours, save the layout as PNG" if img.format == "JPEG" else ""
+        raise LayoutError(
+            f"'{path}' has {len(missing)} colour(s) not in its legend: {listed}{more}; add them to the legend "
+            f'(or to "ignore" as don\'t care); colours must match exactly, so draw without antialiasing{jpeg}'
+        )
+    classes = list(dict.fromkeys(name for name in colours.values() if name is not None))
+    lookup = np.array([IGNORE if c < 0 or colours[c] is None else classes.index(colours[c]) for c in uniques])
+    label = torch.from_numpy(lookup[inverse.reshape(codes.shape)])
+    return _finish(label, classes, texts, prompt, f"'{path}'")
+
+
+# --- JSON spec ------------------------------------------------------------------------------------------------------
+
+_SPEC_KEYS = {"prompt", "size", "background", "regions", "units", "region_texts"}
+_REGION_KEYS = {"class", "shape", "box", "points", "text"}
+_SHAPES = {"rectangle": "rectangle", "rect": "rectangle", "box": "rectangle", "ellipse": "ellipse"}
+_SHAPES |= {"oval": "ellipse", "circle": "ellipse", "polygon": "polygon", "poly": "polygon"}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _read_spec(path: Path, data: dict[str, Any], max_pixels: int) -> Layout:
+    where = f"'{path}'"
+    _check_keys(data, _SPEC_KEYS, where)
+    size = data.get("size")
+    if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size)):
+        raise LayoutError(f'{where}: "size" must be [width, height] in whole pixels, e.g. "size": [512, 512]')
+    width, height = size
+    if width * height > max_pixels:
+        raise LayoutError(
+            f"{where}: size {width}x{height} is over the limit of {max_pixels:,} pixels; make it smaller"
+        )
+    units = data.get("units", "pixels")
+    if units not in ("pixels", "fraction"):
+        raise LayoutError(f'{where}: "units" must be "pixels" or "fraction", not {json.dumps(units)}')
+    regions = data["regions"]
+    if not isinstance(regions, list):
+        raise LayoutError(f'{where}: "regions" must be a list of region objects')
+
+    classes: list[str] = []
+    texts = _string_map(data.get("region_texts"), "region_texts", where)
+    label = np.full((height, width), IGNORE, dtype=np.int64)
+    background = data.get("background")
+    if background is not None:
+        if not isinstance(background, str) or not background.strip():
+            raise LayoutError(f'{where}: "background" must be a class name (or left out for don\'t care)')
+        classes.append(background.strip())
+        label[:] = 0
+    shapes = [_parse_region(region, i, where) for i, region in enumerate(regions, 1)]
+    numbers = [v for _, shape, coords, _ in shapes for v in np.ravel(coords)]
+    if units == "pixels" and numbers and all(0 <= v <= 1 for v in numbers) and any(v != int(v) for v in numbers):
+        raise LayoutError(
+            f'{where}: all coordinates lie in [0, 1]; if they are fractions of the size add "units": "fraction"'
+        )
+    scale = np.array([width, height], dtype=float) if units == "fraction" else np.ones(2)
+    for i, (name, shape, coords, text) in enumerate(shapes, 1):
+        if name not in classes:
+            classes.append(name)
+        if text is not None:
+            old = texts.get(name)
+            texts[name] = text if old is None or old == text else f"{old}; {text}"
+        xy = np.rint(np.asarray(coords, dtype=float) * scale).astype(int)
+        canvas = Image.new("1", (width, height), 0)
+        draw = ImageDraw.Draw(canvas)
+        if shape == "polygon":
+            draw.polygon([tuple(p) for p in xy.tolist()], fill=1)
+        else:
+            x0, y0, x1, y1 = xy.ravel().tolist()
+            if x1 > x0 and y1 > y0:
+                (draw.rectangle if shape == "rectangle" else draw.ellipse)([x0, y0, x1 - 1, y1 - 1], fill=1)
+        mask = np.asarray(canvas, dtype=bool)
+        if not mask.any():
+            logger.warning("%s: region %d ('%s') covers no pixel of the %dx%d image", where, i, name, width, height)
+        label[mask] = classes.index(name)
+    return _finish(torch.from_numpy(label), classes, texts, _prompt(data.get("prompt"), where), where)
+
+
+def _parse_region(region: Any, i: int, where: str) -> tuple[str, str, list[Any], str | None]:
+    """Validate one region → (class name, shape, coordinates [[x, y], ...], text)."""
+    if not isinstance(region, dict):
+        raise LayoutError(f'{where}: region {i} must be an object like {{"class": "boat", "box": [x0, y0, x1, y1]}}')
+    _check_keys(region, _REGION_KEYS, f"{where}: region {i}")
+    name = region.get("class")
+    if not isinstance(name, str) or not name.strip():
+        raise LayoutError(f'{where}: region {i} has no \'class\'; give each region a class name, e.g. "class": "boat"')
+    name = name.strip()
+    label = f"{where}: region {i} ('{name}')"
+    shape = region.get("shape", "polygon" if "points" in region else "rectangle")
+    if shape not in _SHAPES:
+        raise LayoutError(f"{label} has unknown shape {json.dumps(shape)}; use rectangle, ellipse or polygon")
+    shape = _SHAPES[shape]
+    text = region.get("text")
+    if text is not None and not isinstance(text, str):
+        raise LayoutError(f'{label}: "text" must be a string')
+    if shape == "polygon":
+        points = region.get("points")
+        pairs = isinstance(points, list) and all(isinstance(p, list) and len(p) == 2 for p in points)
+        if not (pairs and len(points) >= 3 and all(_is_number(v) for p in points for v in p)):
+            raise LayoutError(f'{label} needs "points": [[x, y], [x, y], [x, y], ...] with at least 3 points')
+        return name, shape, points, text
+    box = region.get("box")
+    if not (isinstance(box, list) and len(box) == 4 and all(_is_number(v) for v in box)):
+        raise LayoutError(f'{label} needs "box": [x0, y0, x1, y1] (left, top, right, bottom)')
+    if box[2] <= box[0] or box[3] <= box[1]:
+        raise LayoutError(f"{label} has box {box} with x1 <= x0 or y1 <= y0; write it as [left, top, right, bottom]")
+    return name, shape, [box[:2], box[2:]], text
+
+
+# --- mask folder ----------------------------------------------------------------------------------------------------
+
+
+def _mask_array(img: Image.Image) -> np.ndarray:
+    """Nonzero (and not fully transparent) pixels of a mask image."""
+    if img.mode in ("P", "PA"):
+        img = img.convert("RGBA")
+    values = np.asarray(img.convert("L")) > 0 if img.mode not in ("I", "I;16", "F") else np.asarray(img) != 0
+    if "A" in img.getbands():
+        values &= np.asarray(img.getchannel("A")) > 0
+    return values
+
+
+def _read_mask_folder(folder: Path, max_pixels: int) -> Layout:
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() == ".png")
+    if not files:
+        raise LayoutError(f"mask folder '{folder}' has no .png masks; put one '<class name>.png' per class in it")
+    others = [p.name for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".bmp", ".tif", ".webp")]
+    if others:
+        logger.warning("%s: only .png masks are read; ignoring %s", folder, ", ".join(sorted(others)))
+    masks: dict[str, np.ndarray] = {}
+    for file in files:
+        name = re.sub(r"\s+", " ", file.stem.replace("_", " ")).strip()
+        mask = _mask_array(_open_image(file, max_pixels))
+        if name in masks and masks[name].shape == mask.shape:
+            mask = mask | masks.pop(name)
+        masks[name] = mask
+    meta_path, prompt_path = folder / "layout.json", folder / "prompt.txt"
+    meta = _read_json(meta_path) if meta_path.is_file() else {}
+    _check_keys(meta, {"prompt", "region_texts"}, f"'{meta_path}'")
+    prompt = _prompt(meta.get("prompt"), f"'{meta_path}'")
+    if prompt_path.is_file():
+        try:
+            text = prompt_path.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as e:
+            raise LayoutError(f"cannot read '{prompt_path}' ({e}); save it as UTF-8 text") from None
+        if prompt is not None and text != prompt:
+            logger.warning("%s: layout.json and prompt.txt both give a prompt; using layout.json's", folder)
+        prompt = prompt if prompt is not None else text or None
+    texts = _string_map(meta.get("region_texts"), "region_texts", f"'{meta_path}'")
+    return layout_from_masks(masks, prompt=prompt, region_texts=texts, source=f"'{folder}'")

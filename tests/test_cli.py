@@ -168,3 +168,13 @@ def test_cli_error_has_no_traceback_in_a_real_process(tmp_path):
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "does not exist" in proc.stderr
+
+
+def test_hub_model_offline_is_a_clear_error(spec, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    out = tmp_path / "out"
+    code = main(["generate", "--layout", str(spec), "--out", str(out), "--no-progress"])  # the default set: sd15
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err
+    assert "nvidia/segformer-b0-finetuned-ade-512-512" in err and "hub cache" in err
+    assert not out.exists() or not any(out.iterdir())

@@ -107,6 +107,18 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"random crops per image for the CLIP loss (default {defaults.num_crops})",
     )
     s1.add_argument(
+        "--crop-min",
+        type=float,
+        default=defaults.crop_min,
+        help=f"smallest crop side as a fraction of the image's short side (default {defaults.crop_min})",
+    )
+    s1.add_argument(
+        "--crop-noise",
+        type=float,
+        default=defaults.crop_noise,
+        help=f"std of the Gaussian noise added to each crop (default {defaults.crop_noise})",
+    )
+    s1.add_argument(
         "--seg-loss",
         choices=["mse", "ce"],
         default=defaults.seg_loss,
@@ -167,7 +179,13 @@ def cmd_generate(args: argparse.Namespace) -> int:
     pipe = TCIGPipeline.from_model_set(model_set, allow_pickle=args.allow_pickle, class_names=layout.classes)
     pipe.to(device, dtype)
     stage1 = Stage1Settings(
-        steps=args.steps, lr=args.lr, clip_weight=args.clip_weight, num_crops=args.crops, seg_loss=args.seg_loss
+        steps=args.steps,
+        lr=args.lr,
+        clip_weight=args.clip_weight,
+        num_crops=args.crops,
+        crop_min=args.crop_min,
+        crop_noise=args.crop_noise,
+        seg_loss=args.seg_loss,
     )
     stage2 = (
         None

@@ -11,11 +11,7 @@ Formats:
 - **Label-id PNG + vocabulary.** A single-channel image (mode L, P, I;16 …) whose values are class ids of a named
   vocabulary (``coco-stuff``, ``ade20k``, ``voc``; see :mod:`tcig.vocabularies`). The sidecar may carry
   ``"vocabulary"``, ``"prompt"`` and ``"region_texts"``.
-- **JSON spec of shapes.** ``{"prompt": "...", "size": [width, height], "background": "sky", "regions": [{"class":
-  "boat", "shape": "rectangle" | "ellipse" | "polygon", "box": [x0, y0, x1, y1] | "points": [[x, y], ...], "text":
-  "a red boat"}]}``. Coordinates are pixels with ``x1``/``y1`` exclusive, or fractions of the size with ``"units":
-  "fraction"`` (never guessed: a spec in pixels whose coordinates all lie in [0, 1] is an error). Later regions paint
-  over earlier ones; without ``background`` unpainted pixels are don't care.
+- **JSON spec of shapes.** Regions drawn as rectangles, ellipses and polygons; see :mod:`tcig.layout_spec`.
 - **Folder of masks.** One ``<class name>.png`` per class (nonzero = in the class; ``_`` in the name reads as a
   space), all of one size, plus an optional ``prompt.txt`` and ``layout.json`` (``prompt``, ``region_texts``).
   Where masks overlap the later one in name order wins, with a warning; pixels in no mask are don't care.
@@ -25,7 +21,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -33,16 +28,17 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from .errors import ConfigError, LayoutError
 from .layout import IGNORE, Layout
+from .layout_common import _COMMENT, _check_keys, _finish, _prompt, _string_map
+from .layout_spec import _read_spec
 from .vocabularies import Vocabulary, load_vocabulary
 
 logger = logging.getLogger(__name__)
 
 _ID_MODES = {"1", "L", "P", "LA", "PA", "I", "I;16", "I;16B", "I;16L", "I;16N"}
-_COMMENT = re.compile(r"^(_.*|comment|description)$")
 
 
 def read_layout(
@@ -152,50 +148,6 @@ def _open_image(path: Path, max_pixels: int) -> Image.Image:
         raise LayoutError(
             f"cannot decode '{path}' ({e}); the file is damaged or incomplete, export it again"
         ) from None
-
-
-def _check_keys(data: Mapping[str, Any], allowed: set[str], where: str) -> None:
-    unknown = [k for k in data if k not in allowed and not _COMMENT.match(k)]
-    if unknown:
-        raise LayoutError(f"{where} has unknown key '{unknown[0]}'; allowed keys: {', '.join(sorted(allowed))}")
-
-
-def _string_map(value: Any, key: str, where: str) -> dict[str, str]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-        raise LayoutError(f'{where}: "{key}" must map class names to texts, e.g. {{"sea": "a calm sea"}}')
-    return dict(value)
-
-
-def _prompt(value: Any, where: str) -> str | None:
-    if value is not None and not isinstance(value, str):
-        raise LayoutError(f'{where}: "prompt" must be a string')
-    return value
-
-
-def _finish(label: torch.Tensor, classes: list[str], texts: dict[str, str], prompt: str | None, source: str) -> Layout:
-    """Drop classes with no pixel, index region texts by class and check that some pixel is labelled."""
-    counts = torch.bincount(label[label != IGNORE].flatten(), minlength=len(classes))
-    keep = [i for i, c in enumerate(counts.tolist()) if c]
-    for i in sorted(set(range(len(classes))) - set(keep)):
-        logger.warning("%s: class '%s' covers no pixel; it is left out", source, classes[i])
-    remap = torch.full((len(classes) + 1,), IGNORE, dtype=torch.long)
-    remap[torch.tensor(keep, dtype=torch.long)] = torch.arange(len(keep))
-    label = remap[label]  # IGNORE (-1) indexes the last entry, which stays IGNORE
-    names = [classes[i] for i in keep]
-    region_texts: dict[int, str] = {}
-    for name, text in texts.items():
-        if name not in classes:
-            raise LayoutError(f"{source}: region text given for '{name}', which is not a class of the layout")
-        if name in names:
-            region_texts[names.index(name)] = text
-    layout = Layout(label, names, region_texts, prompt)
-    try:
-        layout.check_labelled()
-    except LayoutError as e:
-        raise LayoutError(f"{source}: {e}") from None
-    return layout
 
 
 # --- colour and label-id images -------------------------------------------------------------------------------------
@@ -368,105 +320,6 @@ def _colour_layout(
     lookup = np.array([IGNORE if c < 0 or colours[c] is None else classes.index(colours[c]) for c in uniques])
     label = torch.from_numpy(lookup[inverse.reshape(codes.shape)])
     return _finish(label, classes, texts, prompt, f"'{path}'")
-
-
-# --- JSON spec ------------------------------------------------------------------------------------------------------
-
-_SPEC_KEYS = {"prompt", "size", "background", "regions", "units", "region_texts"}
-_REGION_KEYS = {"class", "shape", "box", "points", "text"}
-_SHAPES = {"rectangle": "rectangle", "rect": "rectangle", "box": "rectangle", "ellipse": "ellipse"}
-_SHAPES |= {"oval": "ellipse", "circle": "ellipse", "polygon": "polygon", "poly": "polygon"}
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _read_spec(path: Path, data: dict[str, Any], max_pixels: int) -> Layout:
-    where = f"'{path}'"
-    _check_keys(data, _SPEC_KEYS, where)
-    size = data.get("size")
-    if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size)):
-        raise LayoutError(f'{where}: "size" must be [width, height] in whole pixels, e.g. "size": [512, 512]')
-    width, height = size
-    if width * height > max_pixels:
-        raise LayoutError(
-            f"{where}: size {width}x{height} is over the limit of {max_pixels:,} pixels; make it smaller"
-        )
-    units = data.get("units", "pixels")
-    if units not in ("pixels", "fraction"):
-        raise LayoutError(f'{where}: "units" must be "pixels" or "fraction", not {json.dumps(units)}')
-    regions = data["regions"]
-    if not isinstance(regions, list):
-        raise LayoutError(f'{where}: "regions" must be a list of region objects')
-
-    classes: list[str] = []
-    texts = _string_map(data.get("region_texts"), "region_texts", where)
-    label = np.full((height, width), IGNORE, dtype=np.int64)
-    background = data.get("background")
-    if background is not None:
-        if not isinstance(background, str) or not background.strip():
-            raise LayoutError(f'{where}: "background" must be a class name (or left out for don\'t care)')
-        classes.append(background.strip())
-        label[:] = 0
-    shapes = [_parse_region(region, i, where) for i, region in enumerate(regions, 1)]
-    numbers = [v for _, shape, coords, _ in shapes for v in np.ravel(coords)]
-    if units == "pixels" and numbers and all(0 <= v <= 1 for v in numbers) and any(v != int(v) for v in numbers):
-        raise LayoutError(
-            f'{where}: all coordinates lie in [0, 1]; if they are fractions of the size add "units": "fraction"'
-        )
-    scale = np.array([width, height], dtype=float) if units == "fraction" else np.ones(2)
-    for i, (name, shape, coords, text) in enumerate(shapes, 1):
-        if name not in classes:
-            classes.append(name)
-        if text is not None:
-            old = texts.get(name)
-            texts[name] = text if old is None or old == text else f"{old}; {text}"
-        xy = np.rint(np.asarray(coords, dtype=float) * scale).astype(int)
-        canvas = Image.new("1", (width, height), 0)
-        draw = ImageDraw.Draw(canvas)
-        if shape == "polygon":
-            draw.polygon([tuple(p) for p in xy.tolist()], fill=1)
-        else:
-            x0, y0, x1, y1 = xy.ravel().tolist()
-            if x1 > x0 and y1 > y0:
-                (draw.rectangle if shape == "rectangle" else draw.ellipse)([x0, y0, x1 - 1, y1 - 1], fill=1)
-        mask = np.asarray(canvas, dtype=bool)
-        if not mask.any():
-            logger.warning("%s: region %d ('%s') covers no pixel of the %dx%d image", where, i, name, width, height)
-        label[mask] = classes.index(name)
-    return _finish(torch.from_numpy(label), classes, texts, _prompt(data.get("prompt"), where), where)
-
-
-def _parse_region(region: Any, i: int, where: str) -> tuple[str, str, list[Any], str | None]:
-    """Validate one region → (class name, shape, coordinates [[x, y], ...], text)."""
-    if not isinstance(region, dict):
-        raise LayoutError(f'{where}: region {i} must be an object like {{"class": "boat", "box": [x0, y0, x1, y1]}}')
-    _check_keys(region, _REGION_KEYS, f"{where}: region {i}")
-    name = region.get("class")
-    if not isinstance(name, str) or not name.strip():
-        raise LayoutError(f'{where}: region {i} has no \'class\'; give each region a class name, e.g. "class": "boat"')
-    name = name.strip()
-    label = f"{where}: region {i} ('{name}')"
-    shape = region.get("shape", "polygon" if "points" in region else "rectangle")
-    if shape not in _SHAPES:
-        raise LayoutError(f"{label} has unknown shape {json.dumps(shape)}; use rectangle, ellipse or polygon")
-    shape = _SHAPES[shape]
-    text = region.get("text")
-    if text is not None and not isinstance(text, str):
-        raise LayoutError(f'{label}: "text" must be a string')
-    if shape == "polygon":
-        points = region.get("points")
-        pairs = isinstance(points, list) and all(isinstance(p, list) and len(p) == 2 for p in points)
-        if not (pairs and len(points) >= 3 and all(_is_number(v) for p in points for v in p)):
-            raise LayoutError(f'{label} needs "points": [[x, y], [x, y], [x, y], ...] with at least 3 points')
-        return name, shape, points, text
-    box = region.get("box")
-    if not (isinstance(box, list) and len(box) == 4 and all(_is_number(v) for v in box)):
-        raise LayoutError(f'{label} needs "box": [x0, y0, x1, y1] (left, top, right, bottom)')
-    if box[2] <= box[0] or box[3] <= box[1]:
-        raise LayoutError(f"{label} has box {box} with x1 <= x0 or y1 <= y0; write it as [left, top, right, bottom]")
-    return name, shape, [box[:2], box[2:]], text
 
 
 # --- mask folder ----------------------------------------------------------------------------------------------------

@@ -10,7 +10,9 @@ from pathlib import Path
 
 from .errors import ConfigError
 from .pipeline import TCIGOutput
-from .visualize import colorize, contact_sheet, draw_outlines, tensor_to_pil
+from .visualize import colorize, contact_sheet, draw_outlines, legend_image, tensor_to_pil
+
+SHEET_HEIGHT = 256
 
 
 def prepare_out_dir(path: str | Path) -> Path:
@@ -35,6 +37,7 @@ def write_outputs(output: TCIGOutput, out_dir: Path, stem: str, record: dict) ->
     """
     n = output.images.shape[0]
     layout_image = colorize(output.layout)
+    legend = legend_image(output.layout, row=min(40, max(12, SHEET_HEIGHT // (len(output.layout.classes) + 1))))
     staging = Path(tempfile.mkdtemp(prefix=".tcig-", dir=out_dir))
     written: list[Path] = []
     try:
@@ -49,7 +52,9 @@ def write_outputs(output: TCIGOutput, out_dir: Path, stem: str, record: dict) ->
                     ("stage 1", stage1),
                     ("final", final),
                     ("layout over final", draw_outlines(final, output.layout)),
-                ]
+                    ("classes", legend),
+                ],
+                height=SHEET_HEIGHT,
             )
             for suffix, image in (("", final), ("_stage1", stage1), ("_sheet", sheet)):
                 image.save(staging / f"{name}{suffix}.png")

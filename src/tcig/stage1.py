@@ -41,14 +41,21 @@ class Stage1Settings:
     clip_weight: float = 1.0
     num_crops: int = 8
     crop_min: float = 0.6
+    crop_noise: float = 0.02
     seg_loss: SegLoss = "mse"
 
 
 def random_crops(
-    images: torch.Tensor, n: int, size: tuple[int, int], crop_min: float, generator: torch.Generator | None
+    images: torch.Tensor,
+    n: int,
+    size: tuple[int, int],
+    crop_min: float,
+    generator: torch.Generator | None,
+    noise: float = 0.0,
 ) -> torch.Tensor:
-    """``n`` random square crops per image (side in [crop_min, 1] of the short side), each resized to ``size``
-    and flipped at random, stacked into one batch ``[B*n,3,*size]`` for a single CLIP forward."""
+    """``n`` random square crops per image (side in [crop_min, 1] of the short side), each resized to ``size``,
+    flipped at random and given Gaussian pixel noise of std ``noise``, stacked into one batch ``[B*n,3,*size]``
+    for a single CLIP forward. Augmenting the views keeps CLIP from being satisfied by one adversarial pattern."""
     b, _, h, w = images.shape
     short = min(h, w)
     draws = torch.rand(b * n, 4, generator=generator).tolist()
@@ -59,7 +66,10 @@ def random_crops(
         crop = images[i // n : i // n + 1, :, top : top + side, left : left + side]
         crop = F.interpolate(crop, size=size, mode="bilinear", align_corners=False, antialias=side > size[0])
         crops.append(crop.flip(-1) if r_flip < 0.5 else crop)
-    return torch.cat(crops)
+    batch = torch.cat(crops)
+    if noise > 0:
+        batch = batch + noise * torch.randn(batch.shape, generator=generator).to(batch.device, batch.dtype)
+    return batch
 
 
 def run_stage1(
@@ -96,7 +106,9 @@ def run_stage1(
                 images = param()
                 terms: dict[str, torch.Tensor] = {}
                 if use_clip:
-                    crops = random_crops(images, settings.num_crops, clip.input_size, settings.crop_min, generator)
+                    crops = random_crops(
+                        images, settings.num_crops, clip.input_size, settings.crop_min, generator, settings.crop_noise
+                    )
                     embeds = clip.encode_image(crops)
                     targets = text_embeds.repeat_interleave(settings.num_crops, dim=0)
                     terms["clip"] = settings.clip_weight * spherical_dist_loss(embeds, targets)

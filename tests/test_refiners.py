@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from tcig.errors import ConfigError, ModelLoadError
-from tcig.refiners import DiffusersImg2ImgRefiner, PixelSDEditRefiner, load_refiner
+from tcig.refiners import DiffusersImg2ImgRefiner, PixelSDEditRefiner, Stage2Settings, load_refiner
 
 
 @pytest.fixture(scope="module", params=["latent", "pixel"])
@@ -14,16 +14,8 @@ def refiner(request, tiny):
 
 def _refine(refiner, seed, images=None, strength=0.6):
     images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(9)) if images is None else images
-    return refiner.refine(
-        images,
-        ["a boat", "a boat"],
-        strength=strength,
-        steps=6,
-        guidance_scale=3.0,
-        negative_prompt="blurry",
-        generator=torch.Generator().manual_seed(seed),
-        progress=False,
-    )
+    settings = Stage2Settings(strength=strength, steps=6, guidance_scale=3.0, negative_prompt="blurry")
+    return refiner.refine(images, ["a boat", "a boat"], settings, torch.Generator().manual_seed(seed), progress=False)
 
 
 def test_loader_picks_the_refiner_kind(tiny):

@@ -16,7 +16,8 @@ __all__ = [
     "__version__",
 ]
 
-from .pipeline import Stage2Settings, TCIGOutput, TCIGPipeline  # noqa: E402
+from .pipeline import TCIGOutput, TCIGPipeline  # noqa: E402
+from .refiners import Stage2Settings  # noqa: E402
 from .stage1 import Stage1Settings  # noqa: E402
 
 __all__ += ["Stage1Settings", "Stage2Settings", "TCIGOutput", "TCIGPipeline"]

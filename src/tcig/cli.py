@@ -160,7 +160,8 @@ def cmd_models() -> int:
 def cmd_generate(args: argparse.Namespace) -> int:
     from .layout_readers import read_layout
     from .outputs import prepare_out_dir, write_outputs
-    from .pipeline import Stage2Settings, TCIGPipeline
+    from .pipeline import TCIGPipeline
+    from .refiners import Stage2Settings
 
     layout = read_layout(args.layout, vocabulary=args.vocabulary, legend=args.legend)
     layout.check_labelled()

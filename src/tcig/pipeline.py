@@ -17,7 +17,7 @@ from .errors import ConfigError, TCIGError
 from .layout import IGNORE, Fit, Layout
 from .model_sets import ModelSet, load_model_set
 from .parameterization import PixelPyramid, VAELatent
-from .refiners import Refiner, check_strength, load_refiner
+from .refiners import Refiner, Stage2Settings, load_refiner
 from .segmenters import Segmenter, load_segmenter
 from .stage1 import SegTerm, Stage1Settings, run_stage1
 from .vocabularies import resolve_classes
@@ -25,14 +25,6 @@ from .vocabularies import resolve_classes
 logger = logging.getLogger(__name__)
 
 Parameterization = Literal["pixel", "latent"]
-
-
-@dataclass
-class Stage2Settings:
-    strength: float = 0.6
-    steps: int = 30
-    guidance_scale: float = 7.5
-    negative_prompt: str | None = None
 
 
 @dataclass
@@ -133,7 +125,7 @@ class TCIGPipeline:
         if stage2 is not None:
             if self.refiner is None:
                 raise ConfigError("stage 2 was asked for but the pipeline has no refiner; give one or skip stage 2")
-            check_strength(stage2.strength, stage2.steps)
+            stage2.check()
         if num_images < 1:
             raise ConfigError("num_images must be at least 1")
 
@@ -218,16 +210,7 @@ class TCIGPipeline:
         images = stage1_images
         if stage2 is not None:
             start = time.perf_counter()
-            images = self.refiner.refine(
-                stage1_images,
-                prompts,
-                strength=stage2.strength,
-                steps=stage2.steps,
-                guidance_scale=stage2.guidance_scale,
-                negative_prompt=stage2.negative_prompt,
-                generator=generator,
-                progress=progress,
-            )
+            images = self.refiner.refine(stage1_images, prompts, stage2, generator=generator, progress=progress)
             _sync(self.device)
             timings["stage2_s"] = time.perf_counter() - start
         timings["total_s"] = sum(timings.values())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -32,23 +33,30 @@ class Refiner(Protocol):
         self,
         images: torch.Tensor,
         prompts: list[str],
-        *,
-        strength: float,
-        steps: int,
-        guidance_scale: float,
-        negative_prompt: str | None,
-        generator: torch.Generator | None,
+        settings: Stage2Settings,
+        generator: torch.Generator | None = None,
         progress: bool = True,
     ) -> torch.Tensor: ...
 
     def to(self, device: torch.device, dtype: torch.dtype | None = None): ...
 
 
-def check_strength(strength: float, steps: int) -> None:
-    if not 0 < strength <= 1:
-        raise ConfigError(f"--strength must be in (0, 1], got {strength}")
-    if int(steps * strength) < 1:
-        raise ConfigError(f"--strength {strength} with {steps} steps leaves no denoising step; raise one of them")
+@dataclass
+class Stage2Settings:
+    """img2img settings: noise to ``strength`` of the schedule, then ``int(steps * strength)`` denoising steps."""
+
+    strength: float = 0.6
+    steps: int = 30
+    guidance_scale: float = 7.5
+    negative_prompt: str | None = None
+
+    def check(self) -> None:
+        if not 0 < self.strength <= 1:
+            raise ConfigError(f"--strength must be in (0, 1], got {self.strength}")
+        if int(self.steps * self.strength) < 1:
+            raise ConfigError(
+                f"--strength {self.strength} with {self.steps} steps leaves no denoising step; raise one of them"
+            )
 
 
 class DiffusersImg2ImgRefiner:
@@ -78,25 +86,21 @@ class DiffusersImg2ImgRefiner:
         self,
         images: torch.Tensor,
         prompts: list[str],
-        *,
-        strength: float,
-        steps: int,
-        guidance_scale: float,
-        negative_prompt: str | None,
-        generator: torch.Generator | None,
+        settings: Stage2Settings,
+        generator: torch.Generator | None = None,
         progress: bool = True,
     ) -> torch.Tensor:
-        check_strength(strength, steps)
+        settings.check()
         self.pipeline.set_progress_bar_config(disable=not progress, desc="stage 2", leave=False)
         vae = self.vae
         dtype = vae.dtype if vae is not None else images.dtype
-        negative = [negative_prompt] * len(prompts) if negative_prompt else None
+        negative = [settings.negative_prompt] * len(prompts) if settings.negative_prompt else None
         out = self.pipeline(
             prompt=prompts,
             image=images.to(self.pipeline.device, dtype),
-            strength=strength,
-            num_inference_steps=steps,
-            guidance_scale=guidance_scale,
+            strength=settings.strength,
+            num_inference_steps=settings.steps,
+            guidance_scale=settings.guidance_scale,
             negative_prompt=negative,
             generator=generator,
             output_type="pt",
@@ -184,24 +188,21 @@ class PixelSDEditRefiner:
         self,
         images: torch.Tensor,
         prompts: list[str],
-        *,
-        strength: float,
-        steps: int,
-        guidance_scale: float,
-        negative_prompt: str | None,
-        generator: torch.Generator | None,
+        settings: Stage2Settings,
+        generator: torch.Generator | None = None,
         progress: bool = True,
     ) -> torch.Tensor:
-        check_strength(strength, steps)
+        settings.check()
         device, dtype = self.unet.device, self.unet.dtype
         conditional = self.text_encoder is not None
-        cfg = conditional and guidance_scale > 1
+        cfg = conditional and settings.guidance_scale > 1
         if conditional:
             cond = self._embed(prompts)
             if cfg:
-                cond = torch.cat([self._embed([negative_prompt or ""] * len(prompts)), cond])
+                cond = torch.cat([self._embed([settings.negative_prompt or ""] * len(prompts)), cond])
+        steps = settings.steps
         self.scheduler.set_timesteps(steps)
-        timesteps = self.scheduler.timesteps[steps - int(steps * strength) :]
+        timesteps = self.scheduler.timesteps[steps - int(steps * settings.strength) :]
         x0 = images.to(device, torch.float32) * 2 - 1
         noise = torch.randn(x0.shape, generator=generator, dtype=torch.float32).to(device)
         x = self.scheduler.add_noise(x0, noise, timesteps[:1]).to(dtype)
@@ -213,7 +214,7 @@ class PixelSDEditRefiner:
                 pred = self.unet(model_in, t).sample
             if cfg:
                 uncond, text = pred.chunk(2)
-                pred = uncond + guidance_scale * (text - uncond)
+                pred = uncond + settings.guidance_scale * (text - uncond)
             x = self.scheduler.step(pred, t, x, generator=generator).prev_sample.to(dtype)
         return ((x.float() + 1) / 2).clamp(0, 1)
 

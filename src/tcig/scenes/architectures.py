@@ -1,0 +1,131 @@
+"""Architectures of the bundled scenes models, as configs (sizes chosen to train on 2 CPU cores in minutes and to
+fit together in 40 MB of safetensors)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .render import SCENE_CLASSES
+
+IMAGE_SIZE = 64
+NORM = {"image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5]}
+
+
+def _labels() -> dict:
+    return {"id2label": dict(enumerate(SCENE_CLASSES)), "label2id": {n: i for i, n in enumerate(SCENE_CLASSES)}}
+
+
+def guiding_segmenter():
+    """SegFormer (transformer encoder, MLP decoder) at stride 2 so a 64-px scene gives 32-px logits."""
+    from transformers import SegformerConfig, SegformerForSemanticSegmentation
+
+    config = SegformerConfig(
+        num_labels=len(SCENE_CLASSES),
+        hidden_sizes=[24, 48, 96, 160],
+        depths=[1, 2, 2, 1],
+        num_attention_heads=[1, 2, 4, 5],
+        patch_sizes=[3, 3, 3, 3],
+        strides=[2, 2, 2, 2],
+        sr_ratios=[8, 4, 2, 1],
+        decoder_hidden_size=96,
+        **_labels(),
+    )
+    return SegformerForSemanticSegmentation(config)
+
+
+def evaluator_segmenter():
+    """UperNet on a ConvNeXt backbone: convolutional where the guiding SegFormer is a transformer."""
+    from transformers import ConvNextConfig, UperNetConfig, UperNetForSemanticSegmentation
+
+    backbone = ConvNextConfig(
+        hidden_sizes=[24, 48, 96, 192],
+        depths=[1, 1, 2, 1],
+        patch_size=2,
+        out_features=["stage1", "stage2", "stage3", "stage4"],
+    )
+    config = UperNetConfig(
+        backbone_config=backbone, hidden_size=64, use_auxiliary_head=False, num_labels=len(SCENE_CLASSES), **_labels()
+    )
+    return UperNetForSemanticSegmentation(config)
+
+
+def clip_model(tokenizer):
+    from transformers import CLIPConfig, CLIPModel
+
+    text = dict(
+        hidden_size=128,
+        intermediate_size=512,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        vocab_size=len(tokenizer),
+        max_position_embeddings=77,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    vision = dict(
+        image_size=IMAGE_SIZE,
+        patch_size=8,
+        hidden_size=128,
+        intermediate_size=512,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+    )
+    return CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=128))
+
+
+def autoencoder():
+    """A KL autoencoder, 64x64x3 -> 16x16x4, as in Stable Diffusion's VAE but far smaller."""
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        block_out_channels=[32, 64, 64],
+        down_block_types=["DownEncoderBlock2D"] * 3,
+        up_block_types=["UpDecoderBlock2D"] * 3,
+        latent_channels=4,
+        layers_per_block=1,
+        norm_num_groups=16,
+        sample_size=IMAGE_SIZE,
+    )
+
+
+def latent_unet(cross_attention_dim: int = 128):
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(
+        sample_size=IMAGE_SIZE // 4,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(32, 64, 128),
+        layers_per_block=1,
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=cross_attention_dim,
+        attention_head_dim=8,
+        norm_num_groups=32,
+    )
+
+
+def noise_scheduler_config() -> dict:
+    """Stable Diffusion's training schedule (scaled-linear betas, 1000 steps, epsilon prediction)."""
+    return dict(
+        num_train_timesteps=1000,
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        prediction_type="epsilon",
+    )
+
+
+def write_preprocessor(folder: Path, processor_type: str, size: int = IMAGE_SIZE, **extra) -> None:
+    """A ``preprocessor_config.json`` with the numbers tcig reads (mean, std, size)."""
+    config = {
+        "image_processor_type": processor_type,
+        "do_resize": True,
+        "size": {"height": size, "width": size},
+        "do_normalize": True,
+        **NORM,
+        **extra,
+    }
+    (folder / "preprocessor_config.json").write_text(json.dumps(config, indent=2))

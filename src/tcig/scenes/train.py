@@ -1,0 +1,239 @@
+"""Retrain every bundled scenes model from its seeds: ``python -m tcig.scenes.train --out DIR``.
+
+Each model trains on rendered scenes from its own seed range (see ``data.SEED_RANGES``), checkpoints as it goes
+(stop and rerun to resume), and is saved with ``save_pretrained`` in safetensors, in the folder layout the hub
+models have, so tcig loads it through the same code. ``TRAINING.json`` records steps, seconds and hardware.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from . import architectures as arch
+from .data import scene_set
+from .tokenizer import build_tokenizer
+from .train_loop import train
+
+logger = logging.getLogger(__name__)
+
+MODELS = ("segformer", "evaluator", "clip", "vae", "unet")
+DEFAULT_STEPS = {"segformer": 1200, "evaluator": 1200, "clip": 1200, "vae": 1200, "unet": 3000}
+BATCH = {"segformer": 32, "evaluator": 32, "clip": 128, "vae": 16, "unet": 32}
+SCENES_PER_MODEL = 20_000
+
+
+def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Random horizontal flips, brightness/contrast jitter and Gaussian noise (per image), to make segmenters robust to
+    the imperfect images they see during stage 1 and evaluation."""
+    b = images.shape[0]
+    flip = torch.rand(b, generator=generator) < 0.5
+    images = torch.where(flip[:, None, None, None], images.flip(-1), images)
+    gain = 1 + 0.2 * (torch.rand(b, 1, 1, 1, generator=generator) - 0.5)
+    shift = 0.1 * (torch.rand(b, 1, 1, 1, generator=generator) - 0.5)
+    noise = 0.08 * torch.rand(b, 1, 1, 1, generator=generator) * torch.randn(images.shape, generator=generator)
+    return ((images - 0.5) * gain + 0.5 + shift + noise).clamp(0, 1)
+
+
+def _flip_labels(images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator):
+    flip = torch.rand(images.shape[0], generator=generator) < 0.5
+    return (
+        torch.where(flip[:, None, None, None], images.flip(-1), images),
+        torch.where(flip[:, None, None], labels.flip(-1), labels),
+    )
+
+
+def train_segmenter(name: str, out: Path, work: Path, steps: int, count: int, progress: bool = True) -> dict:
+    """``segformer`` (guiding) or ``evaluator`` (UperNet-ConvNeXt), on disjoint seed ranges."""
+    purpose = "segmenter" if name == "segformer" else "evaluator"
+    data = scene_set(purpose, count, arch.IMAGE_SIZE, work / "cache")
+    model = arch.guiding_segmenter() if name == "segformer" else arch.evaluator_segmenter()
+
+    def loss_fn(g: torch.Generator) -> torch.Tensor:
+        images, labels, _ = data.batch(BATCH[name], g)
+        images, labels = _flip_labels(images, labels, g)
+        logits = model(pixel_values=(augment(images, g) - 0.5) / 0.5).logits
+        logits = F.interpolate(logits, size=labels.shape[-2:], mode="bilinear", align_corners=False)
+        return F.cross_entropy(logits, labels)
+
+    stats = train(name, {"model": model}, loss_fn, steps=steps, lr=2e-3, work_dir=work, seed=1, progress=progress)
+    model.save_pretrained(out / name)
+    arch.write_preprocessor(out / name, "SegformerImageProcessor")  # UperNet checkpoints use the same processor
+    return stats
+
+
+def train_clip(out: Path, work: Path, steps: int, count: int, progress: bool = True) -> dict:
+    """A CLIP trained contrastively on scenes and their captions, with random crops like stage 1's."""
+    from ..stage1 import random_crops
+
+    data = scene_set("clip", count, arch.IMAGE_SIZE, work / "cache")
+    tokenizer = build_tokenizer(work / "tokenizer", data.captions)
+    model = arch.clip_model(tokenizer)
+    size = (arch.IMAGE_SIZE, arch.IMAGE_SIZE)
+
+    def loss_fn(g: torch.Generator) -> torch.Tensor:
+        images, _, captions = data.batch(BATCH["clip"], g)
+        views = random_crops(augment(images, g), 1, size, 0.6, g)
+        text = tokenizer(captions, padding=True, return_tensors="pt")
+        out_ = model(
+            input_ids=text.input_ids,
+            attention_mask=text.attention_mask,
+            pixel_values=(views - 0.5) / 0.5,
+            return_loss=True,
+        )
+        return out_.loss
+
+    stats = train("clip", {"model": model}, loss_fn, steps=steps, lr=1e-3, work_dir=work, seed=2, progress=progress)
+    model.save_pretrained(out / "clip")
+    tokenizer.save_pretrained(out / "clip")
+    arch.write_preprocessor(
+        out / "clip",
+        "CLIPImageProcessor",
+        do_center_crop=True,
+        crop_size={"height": arch.IMAGE_SIZE, "width": arch.IMAGE_SIZE},
+    )
+    return stats
+
+
+def train_vae(out: Path, work: Path, steps: int, count: int, progress: bool = True) -> dict:
+    """The autoencoder: L1 + MSE reconstruction and a small KL term; scaling factor set to 1 / latent std."""
+    data = scene_set("diffusion", count, arch.IMAGE_SIZE, work / "cache")
+    vae = arch.autoencoder()
+
+    def loss_fn(g: torch.Generator) -> torch.Tensor:
+        images, _, _ = data.batch(BATCH["vae"], g)
+        x = images * 2 - 1
+        posterior = vae.encode(x).latent_dist
+        recon = vae.decode(posterior.sample(generator=g)).sample
+        return (recon - x).abs().mean() + (recon - x).pow(2).mean() + 1e-6 * posterior.kl().mean()
+
+    stats = train("vae", {"vae": vae}, loss_fn, steps=steps, lr=1e-3, work_dir=work, seed=3, progress=progress)
+    with torch.no_grad():
+        images, _, _ = data.batch(256, torch.Generator().manual_seed(0))
+        std = vae.encode(images * 2 - 1).latent_dist.mean.std().item()
+    vae.register_to_config(scaling_factor=1 / std)
+    vae.save_pretrained(work / "vae_final")
+    stats["scaling_factor"] = 1 / std
+    return stats
+
+
+def train_unet(out: Path, work: Path, steps: int, count: int, progress: bool = True) -> dict:
+    """The latent text-to-image UNet, conditioned on the bundled CLIP's text encoder (frozen), with 10 % of captions
+    dropped for classifier-free guidance; saved with the VAE as a Stable-Diffusion-layout img2img pipeline."""
+    from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, StableDiffusionImg2ImgPipeline
+    from transformers import CLIPModel, CLIPTextModel, CLIPTokenizer
+
+    data = scene_set("diffusion", count, arch.IMAGE_SIZE, work / "cache")
+    clip = CLIPModel.from_pretrained(out / "clip")
+    tokenizer = CLIPTokenizer.from_pretrained(out / "clip")
+    text_encoder = CLIPTextModel(clip.config.text_config).eval().requires_grad_(False)
+    text_encoder.load_state_dict(clip.text_model.state_dict())
+    vae = AutoencoderKL.from_pretrained(work / "vae_final").eval().requires_grad_(False)
+    unet = arch.latent_unet(text_encoder.config.hidden_size)
+    noise_scheduler = DDPMScheduler(**arch.noise_scheduler_config())
+    scale = vae.config.scaling_factor
+
+    def loss_fn(g: torch.Generator) -> torch.Tensor:
+        images, _, captions = data.batch(BATCH["unet"], g)
+        drop = torch.rand(len(captions), generator=g) < 0.1
+        captions = ["" if d else c for c, d in zip(captions, drop.tolist(), strict=True)]
+        with torch.no_grad():
+            latents = vae.encode(images * 2 - 1).latent_dist.sample(generator=g) * scale
+            ids = tokenizer(captions, padding="max_length", max_length=77, truncation=True, return_tensors="pt")
+            cond = text_encoder(ids.input_ids).last_hidden_state
+        noise = torch.randn(latents.shape, generator=g)
+        t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (latents.shape[0],), generator=g)
+        noisy = noise_scheduler.add_noise(latents, noise, t)
+        return F.mse_loss(unet(noisy, t, encoder_hidden_states=cond).sample, noise)
+
+    stats = train("unet", {"unet": unet}, loss_fn, steps=steps, lr=5e-4, work_dir=work, seed=4, progress=progress)
+    scheduler = DDIMScheduler(
+        **arch.noise_scheduler_config(), clip_sample=False, set_alpha_to_one=False, steps_offset=1
+    )
+    pipe = StableDiffusionImg2ImgPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.save_pretrained(out / "sd")
+    return stats
+
+
+def hardware() -> dict:
+    info = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name()
+    return info
+
+
+def train_all(
+    out: Path, work: Path, only: list[str], scale: float = 1.0, count: int = SCENES_PER_MODEL, progress: bool = True
+) -> dict:
+    """Train the ``only`` models in dependency order; merge their records into ``out/TRAINING.json``."""
+    out.mkdir(parents=True, exist_ok=True)
+    record_path = out / "TRAINING.json"
+    record = json.loads(record_path.read_text()) if record_path.is_file() else {}
+    for name in MODELS:
+        if name not in only:
+            continue
+        steps = max(1, round(DEFAULT_STEPS[name] * scale))
+        if name in ("segformer", "evaluator"):
+            stats = train_segmenter(name, out, work, steps, count, progress)
+        else:
+            trainer = {"clip": train_clip, "vae": train_vae, "unet": train_unet}[name]
+            stats = trainer(out, work, steps, count, progress)
+        record[name] = {
+            **stats,
+            "batch": BATCH[name],
+            "hardware": hardware(),
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        record_path.write_text(json.dumps(record, indent=2))
+        logger.info("%s: %s", name, stats)
+    return record
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tcig.scenes.train", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--out", type=Path, required=True, help="folder for the trained models (e.g. src/tcig/bundled/scenes)"
+    )
+    parser.add_argument(
+        "--work",
+        type=Path,
+        default=Path(".cache/scenes-train"),
+        help="checkpoints and rendered-scene caches (rerun to resume)",
+    )
+    parser.add_argument("--only", default=",".join(MODELS), help=f"comma-separated subset of {','.join(MODELS)}")
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply every model's step count (smoke tests)")
+    parser.add_argument("--scenes", type=int, default=SCENES_PER_MODEL, help="rendered scenes per model")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    only = [m.strip() for m in args.only.split(",") if m.strip()]
+    unknown = sorted(set(only) - set(MODELS))
+    if unknown:
+        parser.error(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(MODELS)}")
+    train_all(args.out, args.work, only, args.scale, args.scenes, not args.no_progress)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

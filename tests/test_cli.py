@@ -178,3 +178,24 @@ def test_hub_model_offline_is_a_clear_error(spec, tmp_path, capsys, monkeypatch)
     assert code == 2 and "\n" not in err
     assert "nvidia/segformer-b0-finetuned-ade-512-512" in err and "hub cache" in err
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_model_set_defaults_apply_unless_an_option_is_given(tiny, spec, tmp_path):
+    model_set = json.loads(tiny["model_set"].read_text())
+    model_set.update(
+        clip=str(tiny["clip"]),
+        segmenters=[str(tiny["segformer"])],
+        refiner=str(tiny["latent"]),
+        stage1={"steps": 2, "num_crops": 1},
+        stage2={"strength": 0.25, "steps": 8},
+    )
+    path = tmp_path / "set.json"
+    path.write_text(json.dumps(model_set))
+    base = ["generate", "--models", str(path), "--layout", str(spec), "--no-progress"]
+    assert main([*base, "--out", str(tmp_path / "a")]) == 0
+    meta = json.loads((tmp_path / "a" / "scene_s0.json").read_text())
+    assert len(meta["history"]) == 2 and meta["settings"]["stage1"]["num_crops"] == 1
+    assert meta["settings"]["stage2"]["strength"] == 0.25 and meta["settings"]["stage2"]["steps"] == 8
+    assert main([*base, "--out", str(tmp_path / "b"), "--steps", "3", "--strength", "0.5"]) == 0
+    meta = json.loads((tmp_path / "b" / "scene_s0.json").read_text())
+    assert len(meta["history"]) == 3 and meta["settings"]["stage2"]["strength"] == 0.5

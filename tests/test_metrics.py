@@ -38,3 +38,27 @@ def test_kid_and_fid_separate_distributions():
     far, _ = kernel_inception_distance(a, shifted, generator=g)
     assert abs(same) < 0.05 < far
     assert frechet_distance(a, b) < 0.5 < frechet_distance(a, shifted)
+
+
+class _Oracle:
+    """A 'segmenter' that reads the class from the red channel: class k where red == k/10."""
+
+    labels = ["sky", "sea", "boat"]
+
+    def __call__(self, images, queries=None):
+        k = (images[:, 0] * 10).round().long().clamp(0, 2)
+        return torch.nn.functional.one_hot(k, 3).permute(0, 3, 1, 2).float() * 10
+
+
+def test_layout_scores_match_labels_by_name():
+    from tcig.layout import Layout
+    from tcig.metrics import layout_scores
+
+    layout = Layout(torch.tensor([[1, 1], [0, 2]]), ["ocean", "sky-other", "rock"])  # names that need matching
+    perfect = torch.zeros(1, 3, 2, 2)
+    perfect[0, 0] = torch.tensor([[0.0, 0.0], [0.1, 0.0]])  # sky, sky / sea, (rock: not scored)
+    scores = layout_scores(_Oracle(), perfect, layout)
+    assert scores["miou"] == 1.0 and set(scores["class_iou"]) == {"ocean", "sky-other"}
+    wrong = perfect.clone()
+    wrong[0, 0, 1, 0] = 0.2  # the sea pixel is read as a boat
+    assert layout_scores(_Oracle(), wrong, layout)["miou"] < 1.0

@@ -51,3 +51,10 @@ def test_bad_strength_is_refused(refiner, strength, message):
 def test_folder_that_is_no_refiner_is_refused(tiny):
     with pytest.raises(ModelLoadError, match="neither a diffusers pipeline"):
         load_refiner(str(tiny["segformer"]))
+
+
+def test_text_to_image_without_a_layout(refiner):
+    settings = Stage2Settings(steps=4, guidance_scale=2.0)
+    a = refiner.text_to_image(["a boat"], 32, 48, settings, torch.Generator().manual_seed(0), progress=False)
+    b = refiner.text_to_image(["a boat"], 32, 48, settings, torch.Generator().manual_seed(0), progress=False)
+    assert a.shape == (1, 3, 32, 48) and torch.equal(a, b)

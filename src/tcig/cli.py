@@ -14,6 +14,7 @@ from . import __version__
 from .devices import resolve_device, resolve_dtype
 from .errors import ConfigError, TCIGError
 from .model_sets import BUILTIN, load_model_set, parse_segmenter_arg
+from .refiners import Stage2Settings
 from .stage1 import Stage1Settings
 
 logger = logging.getLogger("tcig")
@@ -84,55 +85,43 @@ def build_parser() -> argparse.ArgumentParser:
         help="long side of the stage-1 image (default: the model set's, else the output's); upsampled into stage 2",
     )
 
-    s1 = gen.add_argument_group("stage 1 (control)")
-    defaults = Stage1Settings()
+    s1 = gen.add_argument_group("stage 1 (control); unset options take the model set's tuned value, else the default")
+    s1_defaults, s2_defaults = Stage1Settings(), Stage2Settings()
     s1.add_argument(
         "--parameterization",
         choices=["pixel", "latent"],
         default="pixel",
         help="optimize a pixel pyramid, or the latents of the refiner's VAE (default pixel)",
     )
-    s1.add_argument("--steps", type=int, default=defaults.steps, help=f"Adam steps (default {defaults.steps})")
-    s1.add_argument("--lr", type=float, default=defaults.lr, help=f"learning rate (default {defaults.lr})")
-    s1.add_argument(
-        "--clip-weight",
-        type=float,
-        default=defaults.clip_weight,
-        help=f"weight of the CLIP loss (default {defaults.clip_weight}; 0 disables it)",
-    )
-    s1.add_argument(
-        "--crops",
-        type=int,
-        default=defaults.num_crops,
-        help=f"random crops per image for the CLIP loss (default {defaults.num_crops})",
-    )
-    s1.add_argument(
-        "--crop-min",
-        type=float,
-        default=defaults.crop_min,
-        help=f"smallest crop side as a fraction of the image's short side (default {defaults.crop_min})",
-    )
-    s1.add_argument(
-        "--crop-noise",
-        type=float,
-        default=defaults.crop_noise,
-        help=f"std of the Gaussian noise added to each crop (default {defaults.crop_noise})",
-    )
+    stage1_options = [
+        ("--steps", "steps", int, "Adam steps"),
+        ("--lr", "lr", float, "learning rate"),
+        ("--clip-weight", "clip_weight", float, "weight of the CLIP loss (0 disables it)"),
+        ("--crops", "num_crops", int, "random crops per image for the CLIP loss"),
+        ("--crop-min", "crop_min", float, "smallest crop side as a fraction of the image's short side"),
+        ("--crop-noise", "crop_noise", float, "std of the Gaussian noise added to each crop"),
+    ]
+    for flag, field, kind, text in stage1_options:
+        s1.add_argument(flag, dest=f"s1_{field}", type=kind, help=f"{text} (default {getattr(s1_defaults, field)})")
     s1.add_argument(
         "--seg-loss",
+        dest="s1_seg_loss",
         choices=["mse", "ce"],
-        default=defaults.seg_loss,
         help="segmentation loss: mse (the paper's) or cross-entropy (default mse)",
     )
 
-    s2 = gen.add_argument_group("stage 2 (quality)")
+    s2 = gen.add_argument_group("stage 2 (quality); unset options take the model set's tuned value, else the default")
     s2.add_argument(
         "--stage2", choices=["refine", "none"], default="refine", help="'none' stops after stage 1 (default refine)"
     )
-    s2.add_argument("--strength", type=float, default=0.6, help="img2img noise strength in (0, 1] (default 0.6)")
-    s2.add_argument("--stage2-steps", type=int, default=30, help="scheduler steps before strength (default 30)")
-    s2.add_argument("--guidance-scale", type=float, default=7.5, help="classifier-free guidance (default 7.5)")
-    s2.add_argument("--negative-prompt", help="negative prompt for stage 2")
+    stage2_options = [
+        ("--strength", "strength", float, "img2img noise strength in (0, 1]"),
+        ("--stage2-steps", "steps", int, "scheduler steps before strength"),
+        ("--guidance-scale", "guidance_scale", float, "classifier-free guidance"),
+    ]
+    for flag, field, kind, text in stage2_options:
+        s2.add_argument(flag, dest=f"s2_{field}", type=kind, help=f"{text} (default {getattr(s2_defaults, field)})")
+    s2.add_argument("--negative-prompt", dest="s2_negative_prompt", help="negative prompt for stage 2")
 
     run = gen.add_argument_group("run")
     run.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -154,6 +143,8 @@ def cmd_models() -> int:
     for name, ms in BUILTIN.items():
         print(f"{name}: {ms.description}")
         print(f"  clip={ms.clip} segmenters={','.join(f'{s}:{w:g}' for s, w in ms.segmenters)} refiner={ms.refiner}")
+        if ms.stage1 or ms.stage2:
+            print(f"  tuned settings: stage1={ms.stage1} stage2={ms.stage2}")
     return 0
 
 
@@ -161,7 +152,6 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from .layout_readers import read_layout
     from .outputs import prepare_out_dir, write_outputs
     from .pipeline import TCIGPipeline
-    from .refiners import Stage2Settings
 
     layout = read_layout(args.layout, vocabulary=args.vocabulary, legend=args.legend)
     layout.check_labelled()
@@ -179,20 +169,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     logger.info("loading models of '%s' on %s", model_set.name, device)
     pipe = TCIGPipeline.from_model_set(model_set, allow_pickle=args.allow_pickle, class_names=layout.classes)
     pipe.to(device, dtype)
-    stage1 = Stage1Settings(
-        steps=args.steps,
-        lr=args.lr,
-        clip_weight=args.clip_weight,
-        num_crops=args.crops,
-        crop_min=args.crop_min,
-        crop_noise=args.crop_noise,
-        seg_loss=args.seg_loss,
-    )
-    stage2 = (
-        None
-        if args.stage2 == "none"
-        else Stage2Settings(args.strength, args.stage2_steps, args.guidance_scale, args.negative_prompt)
-    )
+    stage1 = model_set.stage1_settings(**_prefixed(args, "s1_"))
+    stage2 = None if args.stage2 == "none" else model_set.stage2_settings(**_prefixed(args, "s2_"))
     generator = torch.Generator().manual_seed(args.seed)
     try:
         output = pipe(
@@ -224,6 +202,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
         logger.info("wrote %s", path)
     print(out_dir / f"{stem}.png" if args.num_images == 1 else out_dir)
     return 0
+
+
+def _prefixed(args: argparse.Namespace, prefix: str) -> dict:
+    return {k.removeprefix(prefix): v for k, v in vars(args).items() if k.startswith(prefix)}
 
 
 def _configure_logging(verbose: bool) -> None:

@@ -80,3 +80,22 @@ def frechet_distance(real: torch.Tensor, fake: torch.Tensor) -> float:
     s1, s2 = torch.cov(real.double().T), torch.cov(fake.double().T)
     covmean = torch.from_numpy(linalg.sqrtm((s1 @ s2).numpy()).real)
     return float((mu1 - mu2).pow(2).sum() + s1.trace() + s2.trace() - 2 * covmean.trace())
+
+
+def layout_scores(segmenter, images: torch.Tensor, layout) -> dict:
+    """How well ``images[B,3,H,W]`` follow ``layout`` according to ``segmenter`` (use one that did not guide).
+
+    The layout's class names are matched to the segmenter's labels; pixels of a class it lacks are not scored.
+    Returns mIoU, pixel accuracy and per-class IoU (by layout class name), over the whole batch.
+    """
+    from .vocabularies import match_labels
+
+    labels = segmenter.labels
+    mapping = match_labels(layout.classes, labels)
+    lookup = torch.tensor([IGNORE if m is None else m for m in mapping] + [IGNORE])
+    h, w = images.shape[-2:]
+    target = lookup[layout.resized(h, w, "stretch").label_map].expand(images.shape[0], -1, -1)
+    confusion = confusion_matrix(predict_labels(segmenter, images), target, len(labels))
+    ious = class_iou(confusion)
+    per_class = {name: float(ious[m]) for name, m in zip(layout.classes, mapping, strict=True) if m is not None}
+    return {"miou": mean_iou(confusion), "pixel_accuracy": pixel_accuracy(confusion), "class_iou": per_class}

@@ -1,8 +1,9 @@
 """Named recipes of models: which CLIP, which guiding segmenters (with weights) and which refiner.
 
 A model set is one of the built-in names or a JSON file
-``{"clip": ID, "segmenters": ["ID[:WEIGHT]", ...], "refiner": ID or null, "resolution": 512}``
-whose relative paths are read relative to the file's folder.
+``{"clip": ID, "segmenters": ["ID[:WEIGHT]", ...], "refiner": ID or null, "resolution": 512, "evaluator": ID,
+"stage1": {"steps": 100, ...}, "stage2": {"strength": 0.5, ...}}`` whose relative paths are read relative to the
+file's folder. ``stage1``/``stage2`` hold the set's tuned defaults (fields of Stage1Settings / Stage2Settings).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .errors import ConfigError
+from .refiners import Stage2Settings
+from .stage1 import Stage1Settings
 
 
 @dataclass(frozen=True)
@@ -23,6 +26,9 @@ class ModelSet:
     resolution: int = 512
     stage1_size: int | None = None
     description: str = field(default="", compare=False)
+    evaluator: str | None = None
+    stage1: dict = field(default_factory=dict, compare=False, hash=False)
+    stage2: dict = field(default_factory=dict, compare=False, hash=False)
 
     def with_overrides(
         self, *, clip: str | None = None, segmenters: list[tuple[str, float]] | None = None, refiner: str | None = None
@@ -35,6 +41,13 @@ class ModelSet:
             refiner=None if refiner == "none" else (refiner or self.refiner),
         )
 
+    def stage1_settings(self, **given) -> Stage1Settings:
+        """The set's tuned stage-1 settings, overridden by every ``given`` value that is not None."""
+        return Stage1Settings(**{**self.stage1, **{k: v for k, v in given.items() if v is not None}})
+
+    def stage2_settings(self, **given) -> Stage2Settings:
+        return Stage2Settings(**{**self.stage2, **{k: v for k, v in given.items() if v is not None}})
+
     def to_dict(self) -> dict:
         return {
             "name": self.name,
@@ -43,10 +56,28 @@ class ModelSet:
             "refiner": self.refiner,
             "resolution": self.resolution,
             "stage1_size": self.stage1_size,
+            "evaluator": self.evaluator,
+            "stage1": self.stage1,
+            "stage2": self.stage2,
         }
 
 
+BUNDLED = Path(__file__).parent / "bundled" / "scenes"
+"""The models trained in the synthetic scenes world (``python -m tcig.scenes.train``), shipped with the package."""
+
 BUILTIN = {
+    "scenes": ModelSet(
+        "scenes",
+        str(BUNDLED / "clip"),
+        ((str(BUNDLED / "segformer"), 1.0),),
+        str(BUNDLED / "sd"),
+        64,
+        description="bundled offline models of the synthetic scenes world (12 classes, 64 px): CLIP, SegFormer, "
+        "latent diffusion; evaluator UperNet-ConvNeXt",
+        evaluator=str(BUNDLED / "evaluator"),
+        stage1={"steps": 100, "lr": 0.05},
+        stage2={"strength": 0.5, "steps": 30, "guidance_scale": 4.0},
+    ),
     "sd15": ModelSet(
         "sd15",
         "openai/clip-vit-base-patch32",
@@ -107,6 +138,9 @@ def load_model_set(name_or_path: str) -> ModelSet:
             resolution=int(spec.get("resolution", 512)),
             stage1_size=spec.get("stage1_size"),
             description=spec.get("description", ""),
+            evaluator=resolve(spec["evaluator"]) if spec.get("evaluator") else None,
+            stage1=dict(spec.get("stage1", {})),
+            stage2=dict(spec.get("stage2", {})),
         )
     except (OSError, ValueError) as err:
         raise ConfigError(f"model set file '{path}' is not valid JSON: {err}") from err

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -33,6 +33,16 @@ class Refiner(Protocol):
         self,
         images: torch.Tensor,
         prompts: list[str],
+        settings: Stage2Settings,
+        generator: torch.Generator | None = None,
+        progress: bool = True,
+    ) -> torch.Tensor: ...
+
+    def text_to_image(
+        self,
+        prompts: list[str],
+        height: int,
+        width: int,
         settings: Stage2Settings,
         generator: torch.Generator | None = None,
         progress: bool = True,
@@ -65,6 +75,7 @@ class DiffusersImg2ImgRefiner:
     def __init__(self, pipeline, name: str = "refiner") -> None:
         self.pipeline = pipeline
         self.name = name
+        self._text2image = None
 
     @classmethod
     def from_pretrained(cls, ref: str, *, allow_pickle: bool = False) -> DiffusersImg2ImgRefiner:
@@ -99,6 +110,35 @@ class DiffusersImg2ImgRefiner:
             prompt=prompts,
             image=images.to(self.pipeline.device, dtype),
             strength=settings.strength,
+            num_inference_steps=settings.steps,
+            guidance_scale=settings.guidance_scale,
+            negative_prompt=negative,
+            generator=generator,
+            output_type="pt",
+        )
+        return out.images.float().clamp(0, 1)
+
+    @torch.no_grad()
+    def text_to_image(
+        self,
+        prompts: list[str],
+        height: int,
+        width: int,
+        settings: Stage2Settings,
+        generator: torch.Generator | None = None,
+        progress: bool = True,
+    ) -> torch.Tensor:
+        """The same model without a layout: plain text-to-image with ``settings.steps`` steps (the baseline)."""
+        from diffusers import AutoPipelineForText2Image
+
+        if self._text2image is None:
+            self._text2image = AutoPipelineForText2Image.from_pipe(self.pipeline)
+        self._text2image.set_progress_bar_config(disable=not progress, desc="text-to-image", leave=False)
+        negative = [settings.negative_prompt] * len(prompts) if settings.negative_prompt else None
+        out = self._text2image(
+            prompt=prompts,
+            height=height,
+            width=width,
             num_inference_steps=settings.steps,
             guidance_scale=settings.guidance_scale,
             negative_prompt=negative,
@@ -193,6 +233,23 @@ class PixelSDEditRefiner:
         progress: bool = True,
     ) -> torch.Tensor:
         settings.check()
+        return self._sample(prompts, settings, generator, progress, images.to(self.unet.device, torch.float32) * 2 - 1)
+
+    @torch.no_grad()
+    def text_to_image(
+        self,
+        prompts: list[str],
+        height: int,
+        width: int,
+        settings: Stage2Settings,
+        generator: torch.Generator | None = None,
+        progress: bool = True,
+    ) -> torch.Tensor:
+        """Sampling from pure noise with the whole schedule: the model alone, without a layout."""
+        noise_only = replace(settings, strength=1.0)
+        return self._sample(prompts, noise_only, generator, progress, None, (len(prompts), 3, height, width))
+
+    def _sample(self, prompts, settings, generator, progress, x0, shape=None) -> torch.Tensor:
         device, dtype = self.unet.device, self.unet.dtype
         conditional = self.text_encoder is not None
         cfg = conditional and settings.guidance_scale > 1
@@ -203,9 +260,11 @@ class PixelSDEditRefiner:
         steps = settings.steps
         self.scheduler.set_timesteps(steps)
         timesteps = self.scheduler.timesteps[steps - int(steps * settings.strength) :]
-        x0 = images.to(device, torch.float32) * 2 - 1
-        noise = torch.randn(x0.shape, generator=generator, dtype=torch.float32).to(device)
-        x = self.scheduler.add_noise(x0, noise, timesteps[:1]).to(dtype)
+        noise = torch.randn(x0.shape if x0 is not None else shape, generator=generator).to(device)
+        if x0 is None:
+            x = (noise * self.scheduler.init_noise_sigma).to(dtype)
+        else:
+            x = self.scheduler.add_noise(x0, noise, timesteps[:1]).to(dtype)
         for t in tqdm(timesteps, desc="stage 2", disable=not progress, leave=False):
             model_in = torch.cat([x, x]) if cfg else x
             if conditional:

@@ -1,0 +1,47 @@
+"""Smoke test of the bundled-model training: every model trains a few steps, resumes, and loads through tcig."""
+
+import json
+
+import torch
+
+from tcig import Stage1Settings, Stage2Settings, TCIGPipeline
+from tcig.model_sets import load_model_set
+from tcig.refiners import DiffusersImg2ImgRefiner, load_refiner
+from tcig.scenes import render_scene, scene_layout
+from tcig.scenes.train import train_all
+from tcig.segmenters import MaskClassificationSegmenter, load_segmenter
+
+
+def test_every_model_trains_resumes_and_loads(tmp_path):
+    out, work = tmp_path / "models", tmp_path / "work"
+    record = train_all(
+        out, work, ["segformer", "evaluator", "clip", "vae", "unet"], scale=0.0001, count=16, progress=False
+    )
+    assert set(record) == {"segformer", "evaluator", "clip", "vae", "unet"}
+    assert all(r["steps"] >= 1 and r["seconds"] > 0 for r in record.values())
+    assert json.loads((out / "TRAINING.json").read_text())["unet"]["hardware"]["torch"] == torch.__version__
+    assert all(p.suffix != ".bin" for p in out.rglob("*"))  # safetensors only
+
+    # A rerun resumes from the checkpoint instead of starting again.
+    state = torch.load(work / "segformer" / "state.pt", weights_only=True)
+    assert state["step"] == record["segformer"]["steps"]
+
+    guiding = load_segmenter(str(out / "segformer"))
+    evaluator = load_segmenter(str(out / "evaluator"))
+    assert type(guiding).__name__ == "SemanticSegmenter" and not isinstance(evaluator, MaskClassificationSegmenter)
+    assert guiding.labels == evaluator.labels and guiding.labels[0] == "sky"
+    assert type(guiding.model) is not type(evaluator.model)  # the evaluator is a different architecture
+    assert isinstance(load_refiner(str(out / "sd")), DiffusersImg2ImgRefiner)
+
+    spec = {
+        "clip": "./models/clip",
+        "segmenters": ["./models/segformer"],
+        "refiner": "./models/sd",
+        "evaluator": "./models/evaluator",
+        "resolution": 64,
+    }
+    (tmp_path / "set.json").write_text(json.dumps(spec))
+    pipe = TCIGPipeline.from_model_set(load_model_set(str(tmp_path / "set.json")))
+    layout = scene_layout(render_scene(5))
+    out_ = pipe(layout.prompt, layout, stage1=Stage1Settings(steps=2), stage2=Stage2Settings(steps=4), progress=False)
+    assert out_.images.shape == (1, 3, 64, 64)

@@ -199,3 +199,16 @@ def test_model_set_defaults_apply_unless_an_option_is_given(tiny, spec, tmp_path
     assert main([*base, "--out", str(tmp_path / "b"), "--steps", "3", "--strength", "0.5"]) == 0
     meta = json.loads((tmp_path / "b" / "scene_s0.json").read_text())
     assert len(meta["history"]) == 3 and meta["settings"]["stage2"]["strength"] == 0.5
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"), [("--strength", "1.5", "strength"), ("--crops", "0", "crops")]
+)
+def test_bad_settings_fail_before_any_model_loads(tiny, spec, tmp_path, capsys, monkeypatch, option, value, message):
+    def no_loading(*args, **kwargs):
+        raise AssertionError("models were loaded before the settings were checked")
+
+    monkeypatch.setattr("tcig.pipeline.TCIGPipeline.from_model_set", no_loading)
+    code = _run(tiny, tmp_path / "o", "--layout", spec, option, value)
+    err = capsys.readouterr().err
+    assert code == 2 and message in err

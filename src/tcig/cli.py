@@ -163,14 +163,17 @@ def cmd_generate(args: argparse.Namespace) -> int:
     segmenters = [parse_segmenter_arg(s) for s in args.segmenter] if args.segmenter else None
     refiner = "none" if args.stage2 == "none" else args.refiner
     model_set = load_model_set(args.models).with_overrides(clip=args.clip, segmenters=segmenters, refiner=refiner)
+    stage1 = model_set.stage1_settings(**_prefixed(args, "s1_"))
+    stage2 = None if args.stage2 == "none" else model_set.stage2_settings(**_prefixed(args, "s2_"))
+    stage1.check()
+    if stage2 is not None:
+        stage2.check()
     out_dir = prepare_out_dir(args.out)
     stem = args.name or f"{Path(args.layout.rstrip('/')).stem}_s{args.seed}"
 
     logger.info("loading models of '%s' on %s", model_set.name, device)
     pipe = TCIGPipeline.from_model_set(model_set, allow_pickle=args.allow_pickle, class_names=layout.classes)
     pipe.to(device, dtype)
-    stage1 = model_set.stage1_settings(**_prefixed(args, "s1_"))
-    stage2 = None if args.stage2 == "none" else model_set.stage2_settings(**_prefixed(args, "s2_"))
     generator = torch.Generator().manual_seed(args.seed)
     try:
         output = pipe(

@@ -116,12 +116,7 @@ class TCIGPipeline:
             raise ConfigError(f"unknown parameterization '{parameterization}'; use pixel or latent")
         if parameterization == "latent" and (self.refiner is None or self.refiner.vae is None):
             raise ConfigError("the latent parameterization needs a latent-diffusion refiner (its VAE); use pixel")
-        if stage1.steps < 0 or stage1.lr <= 0 or stage1.num_crops < 1 or not 0 < stage1.crop_min <= 1:
-            raise ConfigError("stage 1 needs steps >= 0, lr > 0, crops >= 1 and crop_min in (0, 1]")
-        if stage1.crop_noise < 0:
-            raise ConfigError("stage 1 crop noise must be >= 0")
-        if stage1.seg_loss not in ("mse", "ce"):
-            raise ConfigError(f"unknown segmentation loss '{stage1.seg_loss}'; use mse or ce")
+        stage1.check()
         if stage2 is not None:
             if self.refiner is None:
                 raise ConfigError("stage 2 was asked for but the pipeline has no refiner; give one or skip stage 2")

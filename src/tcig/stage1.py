@@ -17,7 +17,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .clip_scorer import CLIPScorer
-from .errors import TCIGError
+from .errors import ConfigError, TCIGError
 from .losses import SegLoss, segmentation_loss, spherical_dist_loss
 from .segmenters import Segmenter
 
@@ -43,6 +43,14 @@ class Stage1Settings:
     crop_min: float = 0.6
     crop_noise: float = 0.02
     seg_loss: SegLoss = "mse"
+
+    def check(self) -> None:
+        if self.steps < 0 or self.lr <= 0 or self.num_crops < 1 or not 0 < self.crop_min <= 1 or self.crop_noise < 0:
+            raise ConfigError(
+                "stage 1 needs --steps >= 0, --lr > 0, --crops >= 1, --crop-min in (0, 1] and --crop-noise >= 0"
+            )
+        if self.seg_loss not in ("mse", "ce"):
+            raise ConfigError(f"unknown segmentation loss '{self.seg_loss}'; use mse or ce")
 
 
 def random_crops(

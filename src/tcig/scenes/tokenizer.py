@@ -71,9 +71,9 @@ def write_tokenizer_files(folder: Path, merges: list[tuple[str, str]]) -> Path:
     return folder
 
 
-def build_tokenizer(folder: Path, captions: Iterable[str], num_merges: int = 400):
-    """Learn merges from ``captions`` and return a ``CLIPTokenizer`` over them (77-token context)."""
+def build_tokenizer(folder: Path, captions: Iterable[str], num_merges: int = 400, context_length: int = 77):
+    """Learn merges from ``captions`` and return a ``CLIPTokenizer`` over them."""
     from transformers import CLIPTokenizer
 
     write_tokenizer_files(folder, learn_merges(captions, num_merges))
-    return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=77)
+    return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=context_length)

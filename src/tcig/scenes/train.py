@@ -25,9 +25,10 @@ from .train_loop import train
 logger = logging.getLogger(__name__)
 
 MODELS = ("segformer", "evaluator", "clip", "vae", "unet")
-DEFAULT_STEPS = {"segformer": 1200, "evaluator": 1200, "clip": 1200, "vae": 1200, "unet": 3000}
+DEFAULT_STEPS = {"segformer": 700, "evaluator": 700, "clip": 800, "vae": 700, "unet": 1800}
 BATCH = {"segformer": 32, "evaluator": 32, "clip": 128, "vae": 16, "unet": 32}
 SCENES_PER_MODEL = 20_000
+CONTEXT_LENGTH = 40  # captions are at most 20 words; a shorter context makes the UNet's cross-attention cheaper
 
 
 def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -74,7 +75,7 @@ def train_clip(out: Path, work: Path, steps: int, count: int, progress: bool = T
     from ..stage1 import random_crops
 
     data = scene_set("clip", count, arch.IMAGE_SIZE, work / "cache")
-    tokenizer = build_tokenizer(work / "tokenizer", data.captions)
+    tokenizer = build_tokenizer(work / "tokenizer", data.captions, context_length=CONTEXT_LENGTH)
     model = arch.clip_model(tokenizer)
     size = (arch.IMAGE_SIZE, arch.IMAGE_SIZE)
 
@@ -146,7 +147,7 @@ def train_unet(out: Path, work: Path, steps: int, count: int, progress: bool = T
         captions = ["" if d else c for c, d in zip(captions, drop.tolist(), strict=True)]
         with torch.no_grad():
             latents = vae.encode(images * 2 - 1).latent_dist.sample(generator=g) * scale
-            ids = tokenizer(captions, padding="max_length", max_length=77, truncation=True, return_tensors="pt")
+            ids = tokenizer(captions, padding="max_length", truncation=True, return_tensors="pt")
             cond = text_encoder(ids.input_ids).last_hidden_state
         noise = torch.randn(latents.shape, generator=g)
         t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (latents.shape[0],), generator=g)

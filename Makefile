@@ -2,10 +2,11 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-MODELS ?= sd15
+MODELS ?= scenes
+LAYOUT ?= examples/scene_beach.json
 OUT ?= out
 
-.PHONY: install test demo lint clean
+.PHONY: install test demo lint clean train-scenes scenes-quality
 
 $(BIN)/tcig: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,9 +21,18 @@ test: install
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest; code=$$?; \
 	if [ $$code -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$code
 
-# The main job: TCIG on an example layout with a real model set (downloads the models on first use).
+# The main job: TCIG on an example layout, offline, with the bundled scenes models (MODELS=sd15
+# LAYOUT=examples/beach.json runs the real Stable Diffusion set instead, downloading it on first use).
 demo: install
-	$(BIN)/tcig generate --models $(MODELS) --layout examples/beach.json --out $(OUT) --seed 0
+	$(BIN)/tcig generate --models $(MODELS) --layout $(LAYOUT) --out $(OUT) --seed 0
+
+# Retrain every bundled scenes model from its seeds (resumable; not part of CI).
+train-scenes: install
+	$(BIN)/python -m tcig.scenes.train --out src/tcig/bundled/scenes --work .cache/scenes-train
+
+# Quality figures of the bundled models on held-out scenes (docs/scenes_quality.json, docs/scenes_samples.png).
+scenes-quality: install
+	HF_HUB_OFFLINE=1 $(BIN)/python -m tcig.scenes.quality --models src/tcig/bundled/scenes
 
 lint: install
 	$(BIN)/ruff check src tests

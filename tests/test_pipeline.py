@@ -38,7 +38,7 @@ def test_two_stages_keep_the_layout_aspect_ratio(pipe):
 
 
 def test_stage2_none_returns_the_stage1_image(pipe):
-    out = pipe("a boat", _layout(), stage1=FAST, stage2=None, generator=_gen(), progress=False)
+    out = pipe("a boat", _layout(), stage1=FAST, refine=False, generator=_gen(), progress=False)
     assert torch.equal(out.images, out.stage1_images)
     assert "stage2_s" not in out.timings
 
@@ -74,8 +74,8 @@ def test_latent_parameterization(pipe):
 
 def test_explicit_size_with_other_aspect_needs_fit(pipe):
     with pytest.raises(ConfigError, match="--fit"):
-        pipe("a boat", _layout(), height=64, width=64, stage1=FAST, stage2=None, progress=False)
-    out = pipe("a boat", _layout(), height=64, width=64, fit="pad", stage1=FAST, stage2=None, progress=False)
+        pipe("a boat", _layout(), height=64, width=64, stage1=FAST, refine=False, progress=False)
+    out = pipe("a boat", _layout(), height=64, width=64, fit="pad", stage1=FAST, refine=False, progress=False)
     assert out.layout.size == (64, 64) and (out.layout.label_map == -1).any()
 
 
@@ -99,23 +99,31 @@ def test_open_vocabulary_segmenter_queries_region_text(tiny):
     layout.region_texts[2] = "a small red kayak"
     (term,) = pipe.seg_terms(layout, 1)
     assert term.queries == ["sky", "lagoon", "a small red kayak"]
-    out = pipe("a kayak", layout, stage1=FAST, stage2=None, progress=False)
+    out = pipe("a kayak", layout, stage1=FAST, refine=False, progress=False)
     assert out.images.shape[-2:] == (48, 64)
 
 
 def test_unknown_class_lists_nearest_names(pipe):
     with pytest.raises(ClassNameError, match="skyy.*sky"):
-        pipe("x", _layout(classes=("skyy", "sea", "boat")), stage1=FAST, stage2=None, progress=False)
+        pipe("x", _layout(classes=("skyy", "sea", "boat")), stage1=FAST, refine=False, progress=False)
 
 
 def test_layout_without_labelled_pixel_is_refused(pipe):
     layout = Layout(torch.full((8, 8), -1), ["sky"])
     with pytest.raises(LayoutError, match="no labelled pixel"):
-        pipe("x", layout, stage1=FAST, stage2=None, progress=False)
+        pipe("x", layout, stage1=FAST, refine=False, progress=False)
 
 
 def test_empty_prompt_and_bad_settings_are_refused(pipe):
     with pytest.raises(ConfigError, match="prompt is empty"):
-        pipe(" ", _layout(), stage1=FAST, stage2=None, progress=False)
+        pipe(" ", _layout(), stage1=FAST, refine=False, progress=False)
     with pytest.raises(ConfigError, match="segmentation loss"):
-        pipe("x", _layout(), stage1=Stage1Settings(seg_loss="l1"), stage2=None, progress=False)
+        pipe("x", _layout(), stage1=Stage1Settings(seg_loss="l1"), refine=False, progress=False)
+
+
+def test_defaults_come_from_the_model_set_and_refine_by_default(tiny):
+    ms = load_model_set(str(tiny["model_set"]))
+    ms = type(ms)(**{**ms.__dict__, "stage1": {"steps": 2, "num_crops": 1}, "stage2": {"steps": 4, "strength": 0.5}})
+    pipe = TCIGPipeline.from_model_set(ms)
+    out = pipe("a boat", _layout(), progress=False)
+    assert len(out.history) == 2 and out.settings["stage2"]["steps"] == 4 and "stage2_s" in out.timings

@@ -186,6 +186,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
             parameterization=args.parameterization,
             stage1=stage1,
             stage2=stage2,
+            refine=stage2 is not None,
             num_images=args.num_images,
             generator=generator,
             progress=not args.no_progress,

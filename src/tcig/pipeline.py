@@ -157,17 +157,25 @@ class TCIGPipeline:
         parameterization: Parameterization = "pixel",
         stage1: Stage1Settings | None = None,
         stage2: Stage2Settings | None = None,
+        refine: bool | None = None,
         num_images: int = 1,
         generator: torch.Generator | None = None,
         callback: Callable[[dict], None] | None = None,
         progress: bool = True,
     ) -> TCIGOutput:
-        """Generate ``num_images`` images for ``prompt`` following ``layout``; ``stage2=None`` stops after stage 1.
+        """Generate ``num_images`` images for ``prompt`` following ``layout``.
+
+        ``stage1``/``stage2`` default to the model set's tuned settings; ``refine=False`` stops after stage 1
+        (the default refines whenever the pipeline has a refiner).
 
         1. check the inputs; 2. size the layout; 3. resolve class names per segmenter; 4. optimize (stage 1);
         5. upsample and refine (stage 2).
         """
-        stage1 = stage1 or Stage1Settings()
+        defaults = self.model_set
+        stage1 = stage1 or (defaults.stage1_settings() if defaults else Stage1Settings())
+        if refine is None:
+            refine = self.refiner is not None
+        stage2 = (stage2 or (defaults.stage2_settings() if defaults else Stage2Settings())) if refine else None
         self.check_inputs(prompt, layout, parameterization, stage2, stage1, num_images)
         height, width = self.output_size(layout, height, width, self.resolution)
         layout = layout.resized(height, width, fit)

@@ -25,7 +25,7 @@ from .train_loop import train
 logger = logging.getLogger(__name__)
 
 MODELS = ("segformer", "evaluator", "clip", "vae", "unet")
-DEFAULT_STEPS = {"segformer": 700, "evaluator": 700, "clip": 800, "vae": 700, "unet": 1800}
+DEFAULT_STEPS = {"segformer": 2500, "evaluator": 2500, "clip": 800, "vae": 700, "unet": 1800}
 BATCH = {"segformer": 32, "evaluator": 32, "clip": 128, "vae": 16, "unet": 32}
 SCENES_PER_MODEL = 20_000
 CONTEXT_LENGTH = 40  # captions are at most 20 words; a shorter context makes the UNet's cross-attention cheaper

@@ -19,20 +19,9 @@ def byte_level_tokenizer(folder: Path):
     """A CLIPTokenizer over the 256 byte symbols (+ ``</w>`` forms) with no merges."""
     from transformers import CLIPTokenizer
 
-    printable = set(range(33, 127)) | set(range(161, 173)) | set(range(174, 256))
-    symbols, extra = [], 0
-    for b in range(256):
-        if b in printable:
-            symbols.append(chr(b))
-        else:
-            symbols.append(chr(256 + extra))
-            extra += 1
-    vocab = {s: i for i, s in enumerate(symbols + [s + "</w>" for s in symbols])}
-    vocab["<|startoftext|>"] = len(vocab)
-    vocab["<|endoftext|>"] = len(vocab)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "vocab.json").write_text(json.dumps(vocab))
-    (folder / "merges.txt").write_text("#version: 0.2\n")
+    from tcig.scenes.tokenizer import write_tokenizer_files
+
+    write_tokenizer_files(folder, merges=[])
     return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=77)
 
 

@@ -100,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
         ("--crops", "num_crops", int, "random crops per image for the CLIP loss"),
         ("--crop-min", "crop_min", float, "smallest crop side as a fraction of the image's short side"),
         ("--crop-noise", "crop_noise", float, "std of the Gaussian noise added to each crop"),
+        ("--seg-noise", "seg_noise", float, "std of the Gaussian noise on the segmenters' view of the image"),
+        ("--pyramid-levels", "pyramid_levels", int, "levels of the pixel pyramid"),
+        ("--pyramid-finest", "pyramid_finest", int, "finest pyramid level: 0 = full resolution, 1 = half, ..."),
     ]
     for flag, field, kind, text in stage1_options:
         s1.add_argument(flag, dest=f"s1_{field}", type=kind, help=f"{text} (default {getattr(s1_defaults, field)})")

@@ -8,10 +8,11 @@ from torch import nn
 
 
 class PixelPyramid(nn.Module):
-    """Pixels as a sum of upsampled noise levels at 1, 1/2, 1/4… of the resolution, through a sigmoid.
+    """Pixels as a sum of upsampled noise levels at 1/2^finest, 1/2^(finest+1)… of the resolution, through a sigmoid.
 
     Coarse levels move whole regions at once, so a layout is reached in far fewer steps than with raw pixels;
-    ``levels=1`` is the direct pixel parameterization.
+    ``levels=1, finest=0`` is the direct pixel parameterization. ``finest > 0`` leaves out the finest detail, which
+    is where adversarial textures live and which stage 2 redraws anyway.
     """
 
     def __init__(
@@ -21,12 +22,13 @@ class PixelPyramid(nn.Module):
         width: int,
         *,
         levels: int = 4,
+        finest: int = 0,
         init_std: float = 0.5,
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
         self.size = (height, width)
-        shapes = [(batch, 3, max(1, height >> k), max(1, width >> k)) for k in range(levels)]
+        shapes = [(batch, 3, max(1, height >> k), max(1, width >> k)) for k in range(finest, finest + levels)]
         self.levels = nn.ParameterList(
             nn.Parameter(torch.randn(s, generator=generator) * init_std / levels**0.5) for s in shapes
         )

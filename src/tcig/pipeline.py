@@ -191,7 +191,9 @@ class TCIGPipeline:
         if parameterization == "latent":
             param = VAELatent(self.refiner.vae, num_images, h1, w1, generator=generator)
         else:
-            param = PixelPyramid(num_images, h1, w1, generator=generator)
+            param = PixelPyramid(
+                num_images, h1, w1, levels=stage1.pyramid_levels, finest=stage1.pyramid_finest, generator=generator
+            )
         param.to(self.device)
         stage1_images, history = run_stage1(
             param,

@@ -42,12 +42,17 @@ class Stage1Settings:
     num_crops: int = 8
     crop_min: float = 0.6
     crop_noise: float = 0.02
+    seg_noise: float = 0.0
     seg_loss: SegLoss = "mse"
+    pyramid_levels: int = 4
+    pyramid_finest: int = 0
 
     def check(self) -> None:
-        if self.steps < 0 or self.lr <= 0 or self.num_crops < 1 or not 0 < self.crop_min <= 1 or self.crop_noise < 0:
+        if self.steps < 0 or self.lr <= 0 or self.num_crops < 1 or not 0 < self.crop_min <= 1:
+            raise ConfigError("stage 1 needs --steps >= 0, --lr > 0, --crops >= 1 and --crop-min in (0, 1]")
+        if self.crop_noise < 0 or self.seg_noise < 0 or self.pyramid_levels < 1 or self.pyramid_finest < 0:
             raise ConfigError(
-                "stage 1 needs --steps >= 0, --lr > 0, --crops >= 1, --crop-min in (0, 1] and --crop-noise >= 0"
+                "stage 1 needs --crop-noise, --seg-noise, --pyramid-finest >= 0 and --pyramid-levels >= 1"
             )
         if self.seg_loss not in ("mse", "ce"):
             raise ConfigError(f"unknown segmentation loss '{self.seg_loss}'; use mse or ce")
@@ -120,8 +125,12 @@ def run_stage1(
                     embeds = clip.encode_image(crops)
                     targets = text_embeds.repeat_interleave(settings.num_crops, dim=0)
                     terms["clip"] = settings.clip_weight * spherical_dist_loss(embeds, targets)
+                seg_view = images
+                if settings.seg_noise > 0 and seg_terms:
+                    noise = torch.randn(images.shape, generator=generator).to(images.device, images.dtype)
+                    seg_view = images + settings.seg_noise * noise  # the segmenters see a noisy view (EOT)
                 for i, term in enumerate(seg_terms):
-                    logits = term.segmenter(images, term.queries)
+                    logits = term.segmenter(seg_view, term.queries)
                     key = f"seg{i}" if len(seg_terms) > 1 else "seg"
                     terms[key] = term.weight * segmentation_loss(logits, term.target.to(device), settings.seg_loss)
                 loss = sum(terms.values())

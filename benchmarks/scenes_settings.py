@@ -109,7 +109,7 @@ def main() -> None:
                 )
             record(
                 "tcig",
-                {"steps": steps, "lr": lr, "strength": strength},
+                {"steps": steps, "seg_noise": seg_noise, "strength": strength},
                 refined,
                 s1_seconds + time.perf_counter() - start,
             )

@@ -45,7 +45,7 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=10)
     parser.add_argument("--out", type=Path, default=Path("docs/scenes_settings.json"))
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
     scenes = BUILTIN["scenes"]
     pipe = TCIGPipeline.from_model_set(scenes)
     evaluator = load_segmenter(scenes.evaluator)

@@ -102,21 +102,11 @@ class DiffusersImg2ImgRefiner:
         progress: bool = True,
     ) -> torch.Tensor:
         settings.check()
-        self.pipeline.set_progress_bar_config(disable=not progress, desc="stage 2", leave=False)
-        vae = self.vae
-        dtype = vae.dtype if vae is not None else images.dtype
-        negative = [settings.negative_prompt] * len(prompts) if settings.negative_prompt else None
-        out = self.pipeline(
-            prompt=prompts,
-            image=images.to(self.pipeline.device, dtype),
-            strength=settings.strength,
-            num_inference_steps=settings.steps,
-            guidance_scale=settings.guidance_scale,
-            negative_prompt=negative,
-            generator=generator,
-            output_type="pt",
+        dtype = self.vae.dtype if self.vae is not None else images.dtype
+        image = images.to(self.pipeline.device, dtype)
+        return _run(
+            self.pipeline, "stage 2", prompts, settings, generator, progress, image=image, strength=settings.strength
         )
-        return out.images.float().clamp(0, 1)
 
     @torch.no_grad()
     def text_to_image(
@@ -133,19 +123,25 @@ class DiffusersImg2ImgRefiner:
 
         if self._text2image is None:
             self._text2image = AutoPipelineForText2Image.from_pipe(self.pipeline)
-        self._text2image.set_progress_bar_config(disable=not progress, desc="text-to-image", leave=False)
-        negative = [settings.negative_prompt] * len(prompts) if settings.negative_prompt else None
-        out = self._text2image(
-            prompt=prompts,
-            height=height,
-            width=width,
-            num_inference_steps=settings.steps,
-            guidance_scale=settings.guidance_scale,
-            negative_prompt=negative,
-            generator=generator,
-            output_type="pt",
+        return _run(
+            self._text2image, "text-to-image", prompts, settings, generator, progress, height=height, width=width
         )
-        return out.images.float().clamp(0, 1)
+
+
+def _run(pipeline, desc: str, prompts: list[str], settings: Stage2Settings, generator, progress: bool, **inputs):
+    """Call a diffusers pipeline with the shared settings; images ``[B,3,H,W]`` in [0,1], float32."""
+    pipeline.set_progress_bar_config(disable=not progress, desc=desc, leave=False)
+    negative = [settings.negative_prompt] * len(prompts) if settings.negative_prompt else None
+    out = pipeline(
+        prompt=prompts,
+        num_inference_steps=settings.steps,
+        guidance_scale=settings.guidance_scale,
+        negative_prompt=negative,
+        generator=generator,
+        output_type="pt",
+        **inputs,
+    )
+    return out.images.float().clamp(0, 1)
 
 
 class PixelSDEditRefiner:

@@ -25,18 +25,16 @@ from .train_loop import train
 logger = logging.getLogger(__name__)
 
 MODELS = ("segformer", "evaluator", "clip", "vae", "unet")
-DEFAULT_STEPS = {"segformer": 2500, "evaluator": 2500, "clip": 800, "vae": 700, "unet": 1800}
+DEFAULT_STEPS = {"segformer": 1500, "evaluator": 1500, "clip": 800, "vae": 700, "unet": 1800}
 BATCH = {"segformer": 32, "evaluator": 32, "clip": 128, "vae": 16, "unet": 32}
 SCENES_PER_MODEL = 20_000
 CONTEXT_LENGTH = 40  # captions are at most 20 words; a shorter context makes the UNet's cross-attention cheaper
 
 
 def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Random horizontal flips, brightness/contrast jitter and Gaussian noise (per image), to make segmenters robust to
-    the imperfect images they see during stage 1 and evaluation."""
+    """Photometric jitter only (brightness, contrast, Gaussian noise per image), so that segmenters are robust to the
+    imperfect images they see in stage 1 and evaluation; geometric flips are applied to images and labels together."""
     b = images.shape[0]
-    flip = torch.rand(b, generator=generator) < 0.5
-    images = torch.where(flip[:, None, None, None], images.flip(-1), images)
     gain = 1 + 0.2 * (torch.rand(b, 1, 1, 1, generator=generator) - 0.5)
     shift = 0.1 * (torch.rand(b, 1, 1, 1, generator=generator) - 0.5)
     noise = 0.08 * torch.rand(b, 1, 1, 1, generator=generator) * torch.randn(images.shape, generator=generator)

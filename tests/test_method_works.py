@@ -29,7 +29,7 @@ def test_tcig_follows_the_layout_where_diffusion_alone_does_not():
         [layout.prompt] * 2, 64, 64, scenes.stage2_settings(), torch.Generator().manual_seed(0), progress=False
     )
     baseline = layout_scores(evaluator, alone, out.layout)["miou"]
-    # Measured on 2026-11-26 with the bundled models: TCIG 0.445, diffusion alone 0.310 (the evaluator's own
-    # ceiling on rendered scenes is 0.654). Issue 3 asks for >= 0.6; the bundled models are not there yet.
-    assert tcig >= 0.38, f"TCIG evaluator mIoU {tcig:.3f}"
-    assert tcig >= baseline + 0.08, f"diffusion alone {baseline:.3f} vs TCIG {tcig:.3f}"
+    # Measured on 2026-11-26 with the bundled models: TCIG 0.380, diffusion alone 0.217 (the evaluator's own
+    # ceiling on rendered scenes is 0.918). Issue 3 asks for >= 0.6; the bundled diffusion model is not there yet.
+    assert tcig >= 0.33, f"TCIG evaluator mIoU {tcig:.3f}"
+    assert tcig >= baseline + 0.1, f"diffusion alone {baseline:.3f} vs TCIG {tcig:.3f}"

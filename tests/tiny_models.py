@@ -26,17 +26,9 @@ def byte_level_tokenizer(folder: Path):
 
 
 def text_config(tokenizer) -> dict:
-    return dict(
-        hidden_size=32,
-        intermediate_size=37,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        vocab_size=len(tokenizer),
-        max_position_embeddings=77,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
+    from tcig.scenes.architectures import text_config as scenes_text_config
+
+    return scenes_text_config(tokenizer, hidden_size=32, intermediate_size=37, num_hidden_layers=2)
 
 
 def vision_config(image_size: int = 32) -> dict:

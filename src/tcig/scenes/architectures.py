@@ -50,20 +50,31 @@ def evaluator_segmenter():
     return UperNetForSemanticSegmentation(config)
 
 
-def clip_model(tokenizer):
-    from transformers import CLIPConfig, CLIPModel
-
-    text = dict(
-        hidden_size=128,
-        intermediate_size=512,
-        num_hidden_layers=3,
-        num_attention_heads=4,
+def text_config(
+    tokenizer,
+    hidden_size: int = 128,
+    intermediate_size: int = 512,
+    num_hidden_layers: int = 3,
+    num_attention_heads: int = 4,
+) -> dict:
+    """A CLIP text-transformer config whose vocabulary and special tokens come from ``tokenizer``."""
+    return dict(
+        hidden_size=hidden_size,
+        intermediate_size=intermediate_size,
+        num_hidden_layers=num_hidden_layers,
+        num_attention_heads=num_attention_heads,
         vocab_size=len(tokenizer),
         max_position_embeddings=77,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
+
+
+def clip_model(tokenizer):
+    from transformers import CLIPConfig, CLIPModel
+
+    text = text_config(tokenizer)
     vision = dict(
         image_size=IMAGE_SIZE,
         patch_size=8,

@@ -1,4 +1,4 @@
-"""The ``tcig`` command line: ``tcig generate`` and ``tcig models``."""
+"""The ``tcig`` command line: ``tcig generate``, ``tcig eval`` and ``tcig models``."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from . import __version__
+from .cli_eval import add_eval_parser, cmd_eval
 from .devices import resolve_device, resolve_dtype
 from .errors import ConfigError, TCIGError
 from .model_sets import BUILTIN, load_model_set, parse_segmenter_arg
@@ -138,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     run.add_argument("-v", "--verbose", action="store_true", help="log details")
 
+    add_eval_parser(sub)
     sub.add_parser("models", help="list the built-in model sets")
     return parser
 
@@ -235,7 +237,10 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_models()
     _configure_logging(args.verbose)
     try:
-        return cmd_generate(args)
+        return cmd_eval(args) if args.command == "eval" else cmd_generate(args)
+    except torch.cuda.OutOfMemoryError:
+        print("tcig: error: out of GPU memory; lower --num-images or the image size", file=sys.stderr)
+        return 2
     except TCIGError as err:
         print(f"tcig: error: {err}", file=sys.stderr)
         return 2

@@ -15,8 +15,8 @@ from typing import Protocol
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
+from .denoising import Denoiser, denoise, plain_noise
 from .errors import ConfigError, ModelLoadError
 from .loading import check_model_ref, is_local_ref, load_pretrained, read_json_config
 
@@ -87,6 +87,24 @@ class DiffusersImg2ImgRefiner:
     @property
     def vae(self) -> nn.Module | None:
         return getattr(self.pipeline, "vae", None)
+
+    def denoiser(self) -> Denoiser:
+        """The pipeline's UNet, VAE and text encoder with a DDIM copy of its scheduler, for custom sampling loops
+        (regional prompts, guidance). Stable Diffusion 1.x/2.x layout (one text encoder) only."""
+        from diffusers import DDIMScheduler
+
+        pipe = self.pipeline
+        if getattr(pipe, "text_encoder_2", None) is not None or not hasattr(pipe, "encode_prompt"):
+            raise ConfigError(
+                f"{type(pipe).__name__} has no single text encoder; regional and guided sampling support "
+                "Stable Diffusion 1.x/2.x-layout pipelines and image-space models"
+            )
+        scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+
+        def embed(texts: list[str]) -> torch.Tensor:
+            return pipe.encode_prompt(texts, pipe.device, 1, False)[0]
+
+        return Denoiser(pipe.unet, scheduler, embed, pipe.vae)
 
     def to(self, device: torch.device, dtype: torch.dtype | None = None) -> DiffusersImg2ImgRefiner:
         self.pipeline.to(device, dtype) if dtype is not None else self.pipeline.to(device)
@@ -229,7 +247,7 @@ class PixelSDEditRefiner:
         progress: bool = True,
     ) -> torch.Tensor:
         settings.check()
-        return self._sample(prompts, settings, generator, progress, images.to(self.unet.device, torch.float32) * 2 - 1)
+        return self._sample(prompts, settings, generator, progress, images)
 
     @torch.no_grad()
     def text_to_image(
@@ -245,33 +263,16 @@ class PixelSDEditRefiner:
         noise_only = replace(settings, strength=1.0)
         return self._sample(prompts, noise_only, generator, progress, None, (len(prompts), 3, height, width))
 
-    def _sample(self, prompts, settings, generator, progress, x0, shape=None) -> torch.Tensor:
-        device, dtype = self.unet.device, self.unet.dtype
-        conditional = self.text_encoder is not None
-        cfg = conditional and settings.guidance_scale > 1
-        if conditional:
-            cond = self._embed(prompts)
-            if cfg:
-                cond = torch.cat([self._embed([settings.negative_prompt or ""] * len(prompts)), cond])
-        steps = settings.steps
-        self.scheduler.set_timesteps(steps)
-        timesteps = self.scheduler.timesteps[steps - int(steps * settings.strength) :]
-        noise = torch.randn(x0.shape if x0 is not None else shape, generator=generator).to(device)
-        if x0 is None:
-            x = (noise * self.scheduler.init_noise_sigma).to(dtype)
-        else:
-            x = self.scheduler.add_noise(x0, noise, timesteps[:1]).to(dtype)
-        for t in tqdm(timesteps, desc="stage 2", disable=not progress, leave=False):
-            model_in = torch.cat([x, x]) if cfg else x
-            if conditional:
-                pred = self.unet(model_in, t, encoder_hidden_states=cond).sample
-            else:
-                pred = self.unet(model_in, t).sample
-            if cfg:
-                uncond, text = pred.chunk(2)
-                pred = uncond + settings.guidance_scale * (text - uncond)
-            x = self.scheduler.step(pred, t, x, generator=generator).prev_sample.to(dtype)
-        return ((x.float() + 1) / 2).clamp(0, 1)
+    def denoiser(self) -> Denoiser:
+        return Denoiser(self.unet, self.scheduler, self._embed if self.text_encoder is not None else None)
+
+    def _sample(self, prompts, settings, generator, progress, images, shape=None) -> torch.Tensor:
+        den = self.denoiser()
+        timesteps = den.timesteps(settings.steps, settings.strength)
+        x = den.start(timesteps, generator, images=images, shape=shape)
+        cond = den.conditioning(prompts, settings.negative_prompt, settings.guidance_scale)
+        noise_fn = plain_noise(den, cond, settings.guidance_scale)
+        return denoise(den, x, timesteps, noise_fn, generator, progress, desc="stage 2")
 
 
 def load_refiner(ref: str, *, allow_pickle: bool = False) -> Refiner:

@@ -9,6 +9,7 @@ from pathlib import Path
 from .render import SCENE_CLASSES
 
 IMAGE_SIZE = 64
+LATENT_CHANNELS = 8
 NORM = {"image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5]}
 
 
@@ -87,14 +88,18 @@ def clip_model(tokenizer):
 
 
 def autoencoder():
-    """A KL autoencoder, 64x64x3 -> 16x16x4, as in Stable Diffusion's VAE but far smaller."""
+    """A KL autoencoder, 64x64x3 -> 16x16x8, as in Stable Diffusion's VAE but far smaller.
+
+    Eight latent channels rather than SD's four: at 64 px a house is 8 pixels wide, and four channels at 1/4 of the
+    resolution lost so much that the evaluator's mIoU on reconstructions fell from 0.91 to 0.62.
+    """
     from diffusers import AutoencoderKL
 
     return AutoencoderKL(
         block_out_channels=[32, 64, 64],
         down_block_types=["DownEncoderBlock2D"] * 3,
         up_block_types=["UpDecoderBlock2D"] * 3,
-        latent_channels=4,
+        latent_channels=LATENT_CHANNELS,
         layers_per_block=1,
         norm_num_groups=16,
         sample_size=IMAGE_SIZE,
@@ -106,8 +111,8 @@ def latent_unet(cross_attention_dim: int = 128):
 
     return UNet2DConditionModel(
         sample_size=IMAGE_SIZE // 4,
-        in_channels=4,
-        out_channels=4,
+        in_channels=LATENT_CHANNELS,
+        out_channels=LATENT_CHANNELS,
         block_out_channels=(32, 64, 128),
         layers_per_block=1,
         down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),

@@ -58,3 +58,18 @@ def scene_set(purpose: str, count: int, size: int = 64, cache_dir: Path | None =
         np.savez(tmp, images=images, labels=labels, captions=np.array(captions))
         tmp.replace(path)
     return SceneSet(images, labels, list(captions))
+
+
+def class_colours(count: int = 200, size: int = 64) -> dict[str, tuple[int, int, int]]:
+    """Mean RGB of each scene class over ``count`` scenes of the diffusion model's training range: the natural
+    colours a user would paint a layout with (the ``sdedit-layout`` baseline)."""
+    from .render import SCENE_CLASSES, render_scenes
+
+    images, labels, _ = render_scenes(SEED_RANGES["diffusion"][:count], size)
+    pixels, classes = images.reshape(-1, 3).astype(np.float64), labels.reshape(-1)
+    colours = {}
+    for index, name in enumerate(SCENE_CLASSES):
+        chosen = pixels[classes == index]
+        if len(chosen):
+            colours[name] = tuple(int(round(v)) for v in chosen.mean(0))
+    return colours

@@ -1,0 +1,201 @@
+"""``tcig eval``: TCIG and its baselines on the same cases, scored by a segmenter that never guided."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+
+import torch
+
+from . import __version__
+from .devices import resolve_device
+from .errors import ConfigError
+from .model_sets import BUILTIN, load_model_set, parse_segmenter_arg
+
+logger = logging.getLogger("tcig")
+
+
+def _floats(text: str) -> list[float]:
+    return [float(v) for v in text.split(",") if v.strip()]
+
+
+def _ints(text: str) -> list[int]:
+    return [int(v) for v in text.split(",") if v.strip()]
+
+
+def _words(text: str) -> list[str]:
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
+def add_eval_parser(sub) -> None:
+    from .evaluation.methods import METHODS
+
+    ev = sub.add_parser(
+        "eval",
+        help="compare TCIG with its baselines: control, quality, alignment and cost",
+        description="Runs TCIG and the baselines on the same cases, prompts, seeds and size, and writes a report "
+        "folder: results.jsonl, summary.md/json, plots and an image grid per case. Rerun to resume.",
+    )
+    io = ev.add_argument_group("cases and report")
+    io.add_argument(
+        "--cases",
+        action="append",
+        metavar="SOURCE",
+        help="folder:DIR (layouts with prompts), real:DIR (COCO-Stuff/ADE20K maps with photos, as in "
+        "shared/data/real), scenes:N[:FIRST_SEED] (rendered scenes); repeatable (default scenes:100)",
+    )
+    io.add_argument(
+        "--coco-protocol",
+        action="store_true",
+        help="keep layouts with 2-4 Pascal VOC classes, no person, each >= 5 %% of the image; other classes "
+        "become don't care (the paper's COCO test)",
+    )
+    io.add_argument("--limit", type=int, help="use at most this many cases (after filtering)")
+    io.add_argument("--out", required=True, help="report folder (created; an existing one is resumed)")
+    io.add_argument("--title", default="report", help="title of summary.md")
+
+    models = ev.add_argument_group("models")
+    models.add_argument("--models", default="scenes", help=f"model set: {', '.join(BUILTIN)} or a JSON file")
+    models.add_argument(
+        "--segmenter", action="append", metavar="ID[:WEIGHT]", help="guiding segmenter(s), replacing the set's"
+    )
+    models.add_argument(
+        "--extra-segmenter",
+        action="append",
+        metavar="ID[:WEIGHT]",
+        help="adds a guiding segmenter in a second sweep arm, to compare one with several guides",
+    )
+    models.add_argument("--evaluator", help="segmenter that scores control; must not guide (default: the set's)")
+    models.add_argument("--clip-score-model", help="CLIP for CLIP scores (default: the guiding CLIP)")
+    models.add_argument("--features", help="CLIP whose image features give KID/FID (default: the CLIP-score model)")
+    models.add_argument("--allow-pickle", action="store_true", help="allow pickle checkpoints (runs their code)")
+
+    methods = ev.add_argument_group("methods and sweeps")
+    methods.add_argument("--methods", default=",".join(METHODS), help=f"comma list of {', '.join(METHODS)} (all)")
+    methods.add_argument("--strengths", type=_floats, help="TCIG stage-2 strengths to sweep (default: the set's)")
+    methods.add_argument("--stage1-steps", type=_ints, help="stage-1 step counts to sweep (default: the set's)")
+    methods.add_argument("--seg-losses", type=_words, help="segmentation losses to sweep: mse,ce (default: the set's)")
+    methods.add_argument("--sdedit-strength", type=float, default=0.7, help="sdedit-layout strength (default 0.7)")
+    methods.add_argument(
+        "--class-colours",
+        help="JSON {class: [r,g,b]} to paint layouts for sdedit-layout (default: the scenes' mean colours for the "
+        "scenes set, else the tcig palette)",
+    )
+    methods.add_argument(
+        "--regional-bootstrap", type=float, default=0.2, help="fraction of regional steps with bootstrapping (0.2)"
+    )
+    methods.add_argument("--guidance-weight", type=float, default=20.0, help="guided: gradient scale (default 20)")
+
+    run = ev.add_argument_group("run")
+    run.add_argument("--size", type=int, help="square output size (default: the set's resolution)")
+    run.add_argument("--num-images", type=int, default=1, help="images per case and method (default 1)")
+    run.add_argument("--seed", type=int, default=0, help="seed shared by every method (default 0)")
+    run.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps")
+    run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    run.add_argument("-v", "--verbose", action="store_true", help="log details")
+
+
+def _class_colours(arg: str | None, model_set_name: str) -> dict | None:
+    if arg:
+        try:
+            data = json.loads(Path(arg).read_text())
+            return {str(k): tuple(int(c) for c in v) for k, v in data.items()}
+        except (OSError, ValueError, TypeError, AttributeError) as err:
+            raise ConfigError(f"--class-colours '{arg}' is not a JSON object of class: [r, g, b]: {err}") from err
+    if model_set_name == "scenes":
+        from .scenes.data import class_colours
+
+        return class_colours()
+    return None
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .clip_scorer import CLIPScorer
+    from .evaluation.cases import coco_protocol, load_cases
+    from .evaluation.methods import MethodSettings
+    from .evaluation.report import write_report
+    from .evaluation.runner import EvalPlan, Scorers, check_evaluator, evaluate
+    from .outputs import prepare_out_dir
+    from .pipeline import TCIGPipeline
+    from .segmenters import load_segmenter
+
+    segmenters = [parse_segmenter_arg(s) for s in args.segmenter] if args.segmenter else None
+    model_set = load_model_set(args.models).with_overrides(segmenters=segmenters)
+    extras = [parse_segmenter_arg(s) for s in args.extra_segmenter or []]
+    evaluator_ref = args.evaluator or model_set.evaluator
+    if not evaluator_ref:
+        raise ConfigError(f"the model set '{model_set.name}' names no evaluator; give --evaluator")
+    check_evaluator(evaluator_ref, [ref for ref, _ in model_set.segmenters] + [ref for ref, _ in extras])
+    if model_set.refiner is None:
+        raise ConfigError("tcig eval compares refined images; the model set needs a refiner")
+
+    cases = [case for spec in args.cases or ["scenes:100"] for case in load_cases(spec)]
+    if args.coco_protocol:
+        cases = coco_protocol(cases)
+    cases = cases[: args.limit] if args.limit else cases
+    size = args.size or model_set.resolution
+    settings = MethodSettings(
+        stage1=model_set.stage1_settings(),
+        stage2=model_set.stage2_settings(),
+        sdedit_strength=args.sdedit_strength,
+        regional_bootstrap=args.regional_bootstrap,
+        guidance_weight=args.guidance_weight,
+        class_colours=_class_colours(args.class_colours, model_set.name),
+    )
+    plan_methods = _words(args.methods)
+    out = prepare_out_dir(args.out)
+    device = resolve_device(args.device)
+
+    pipe = TCIGPipeline.from_model_set(model_set, allow_pickle=args.allow_pickle)
+    extra_segs = [(load_segmenter(ref, allow_pickle=args.allow_pickle), w) for ref, w in extras]
+    guide_sets = {f"{len(pipe.segmenters)}seg": pipe.segmenters}
+    if extra_segs:
+        guide_sets[f"{len(pipe.segmenters) + len(extra_segs)}seg"] = pipe.segmenters + extra_segs
+    plan = EvalPlan(
+        methods=plan_methods,
+        settings=settings,
+        size=(size, size),
+        guide_sets=guide_sets,
+        strengths=args.strengths or [],
+        stage1_steps=args.stage1_steps or [],
+        seg_losses=args.seg_losses or [],
+        num_images=args.num_images,
+        seed=args.seed,
+    )
+    plan.check()
+    pipe.to(device)
+    for seg, _ in extra_segs:
+        seg.to(device)
+    evaluator = load_segmenter(evaluator_ref, allow_pickle=args.allow_pickle).to(device)
+    clip_ref = args.clip_score_model or model_set.clip
+    score_clip = pipe.clip if clip_ref == model_set.clip else CLIPScorer.from_pretrained(clip_ref).to(device)
+    features_ref = args.features or clip_ref
+    features = score_clip if features_ref == clip_ref else CLIPScorer.from_pretrained(features_ref).to(device)
+
+    start = time.perf_counter()
+    rows = evaluate(pipe, cases, plan, Scorers(evaluator, score_clip), out, progress=not args.no_progress)
+    header = {
+        "title": args.title,
+        "tcig_version": __version__,
+        "cases": len(cases),
+        "case_sources": ", ".join(args.cases or ["scenes:100"]) + (" (COCO protocol)" if args.coco_protocol else ""),
+        "seed": args.seed,
+        "size": f"{size}x{size}",
+        "num_images": args.num_images,
+        "model_set": model_set.to_dict(),
+        "guides": "; ".join(f"{name}: {', '.join(s.name for s, _ in segs)}" for name, segs in guide_sets.items()),
+        "evaluator": evaluator_ref,
+        "clip_score_model": clip_ref,
+        "features": features_ref,
+        "device": f"{device}" + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
+        "memory_kind": "CUDA allocator peak" if device.type == "cuda" else "process resident set (CPU)",
+        "torch": torch.__version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    write_report(out, rows, header, features)
+    logger.info("evaluated %d cases in %.0f s", len(cases), time.perf_counter() - start)
+    print(out / "summary.md")
+    return 0

@@ -1,0 +1,179 @@
+"""TCIG and its baselines on one case, all at the same size, prompt and seed, each timed per stage.
+
+- ``tcig``: stage 1 then stage 2 (one stage-1 run serves every stage-2 strength of a sweep);
+- ``stage1``: the control stage alone;
+- ``diffusion``: the refiner's text-to-image with the prompt, no layout;
+- ``sdedit-layout``: img2img from the layout painted in class colours (SDEdit with a colour sketch);
+- ``regional``: MultiDiffusion-style region-based denoising with one prompt per region;
+- ``guided``: the guiding segmenters' loss as gradient guidance during sampling (Universal Guidance, FreeDoM).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..denoising import denoise, guided_noise, region_weights, regional_noise
+from ..errors import ConfigError
+from ..layout import IGNORE, Layout
+from ..losses import segmentation_loss
+from ..pipeline import TCIGPipeline
+from ..refiners import Stage2Settings
+from ..stage1 import Stage1Settings
+from ..visualize import palette
+from .cases import Case
+from .measure import Measurement, measure
+
+METHODS = ("tcig", "stage1", "diffusion", "sdedit-layout", "regional", "guided")
+
+
+@dataclass
+class MethodSettings:
+    """What every method shares (``stage2``: steps, classifier-free guidance) and what each adds."""
+
+    stage1: Stage1Settings
+    stage2: Stage2Settings
+    sdedit_strength: float = 0.7
+    regional_bootstrap: float = 0.2
+    guidance_weight: float = 20.0
+    class_colours: dict[str, tuple[int, int, int]] | None = None
+
+
+@dataclass
+class Generated:
+    images: torch.Tensor
+    stages: dict[str, Measurement] = field(default_factory=dict)
+
+
+def _generator(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def run_stage1(
+    pipe: TCIGPipeline, case: Case, size: tuple[int, int], settings: Stage1Settings, num_images: int, seed: int
+) -> Generated:
+    with measure(pipe.device) as m:
+        out = pipe(
+            case.prompt,
+            case.layout,
+            height=size[0],
+            width=size[1],
+            fit="stretch",
+            stage1=settings,
+            refine=False,
+            num_images=num_images,
+            generator=_generator(seed),
+            progress=False,
+        )
+    return Generated(out.images, {"stage1": m})
+
+
+def run_refine(pipe: TCIGPipeline, case: Case, stage1: Generated, settings: Stage2Settings, seed: int) -> Generated:
+    """Stage 2 on a stage-1 result, its noise drawn from seed + 1 (stage 1 used seed)."""
+    prompts = [case.prompt] * stage1.images.shape[0]
+    with measure(pipe.device) as m:
+        images = pipe.refiner.refine(stage1.images, prompts, settings, _generator(seed + 1), progress=False)
+    return Generated(images, {**stage1.stages, "stage2": m})
+
+
+def run_diffusion(pipe: TCIGPipeline, case: Case, size, settings: Stage2Settings, num_images: int, seed: int):
+    with measure(pipe.device) as m:
+        images = pipe.refiner.text_to_image(
+            [case.prompt] * num_images, size[0], size[1], settings, _generator(seed), progress=False
+        )
+    return Generated(images, {"stage2": m})
+
+
+def painted_layout(layout: Layout, colours: dict[str, tuple[int, int, int]] | None) -> torch.Tensor:
+    """The layout as an image ``[3,H,W]`` in [0,1]: each class in its colour from ``colours`` (by class name) or
+    the tcig palette; don't-care pixels mid-grey."""
+    table = palette(len(layout.classes)).astype(np.float32)
+    for i, name in enumerate(layout.classes):
+        if colours and name in colours:
+            table[i] = colours[name]
+    table = np.concatenate([table, [[128, 128, 128]]]) / 255
+    index = layout.label_map.clone()
+    index[index == IGNORE] = len(layout.classes)
+    return torch.from_numpy(table[index.numpy()]).permute(2, 0, 1).float()
+
+
+def run_sdedit_layout(pipe, case: Case, size, settings: MethodSettings, num_images: int, seed: int) -> Generated:
+    layout = case.layout.resized(*size, "stretch")
+    painted = painted_layout(layout, settings.class_colours).expand(num_images, -1, -1, -1)
+    stage2 = replace(settings.stage2, strength=settings.sdedit_strength)
+    with measure(pipe.device) as m:
+        images = pipe.refiner.refine(painted, [case.prompt] * num_images, stage2, _generator(seed), progress=False)
+    return Generated(images, {"stage2": m})
+
+
+def run_regional(pipe, case: Case, size, settings: MethodSettings, num_images: int, seed: int) -> Generated:
+    """One prompt per class region (its region text, else its name) and the case prompt for don't-care pixels."""
+    den = _denoiser(pipe)
+    layout = case.layout.resized(*size, "stretch")
+    present = layout.present_classes()
+    lookup = torch.full((len(layout.classes) + 1,), IGNORE, dtype=torch.long)
+    lookup[torch.tensor(present)] = torch.arange(len(present))
+    regions = lookup[layout.label_map]
+    texts = [layout.region_texts.get(i, layout.classes[i]) for i in present] + [case.prompt]
+    stage2 = settings.stage2
+    generator = _generator(seed)
+    with measure(pipe.device) as m, torch.no_grad():
+        shape = den.shape(num_images, *size)
+        weights = region_weights(regions, len(present), shape[-2:]).to(den.device)
+        conds = [den.conditioning([t] * num_images, stage2.negative_prompt, stage2.guidance_scale) for t in texts]
+        timesteps = den.timesteps(stage2.steps, 1.0)
+        colours = torch.rand(len(texts), 3, 1, 1, generator=generator).expand(-1, -1, *size)
+        backgrounds = den.encode(colours, generator)[:, None]
+        x = den.start(timesteps, generator, shape=shape)
+        noise_fn = regional_noise(
+            den,
+            conds,
+            weights,
+            stage2.guidance_scale,
+            backgrounds=backgrounds,
+            bootstrap_steps=round(settings.regional_bootstrap * len(timesteps)),
+            generator=generator,
+        )
+        images = denoise(den, x, timesteps, noise_fn, generator, progress=False, desc="regional")
+    return Generated(images, {"stage2": m})
+
+
+def run_guided(pipe: TCIGPipeline, case: Case, size, settings: MethodSettings, num_images: int, seed: int):
+    """Text-to-image whose every step follows the gradient of the guiding segmenters' loss on the predicted image."""
+    den = _denoiser(pipe)
+    layout = case.layout.resized(*size, "stretch")
+    terms = pipe.seg_terms(layout, num_images)
+    seg_loss = settings.stage1.seg_loss
+    stage2 = settings.stage2
+
+    def loss_fn(images: torch.Tensor) -> torch.Tensor:
+        total = 0
+        for term in terms:
+            logits = term.segmenter(images, term.queries)
+            total = total + term.weight * segmentation_loss(logits, term.target.to(images.device), seg_loss)
+        return total * images.shape[0]  # a per-image gradient, whatever the batch
+
+    generator = _generator(seed)
+    with measure(pipe.device) as m:
+        timesteps = den.timesteps(stage2.steps, 1.0)
+        with torch.no_grad():
+            cond = den.conditioning([case.prompt] * num_images, stage2.negative_prompt, stage2.guidance_scale)
+            x = den.start(timesteps, generator, shape=den.shape(num_images, *size))
+        noise_fn = guided_noise(den, cond, stage2.guidance_scale, loss_fn, settings.guidance_weight)
+        images = denoise(den, x, timesteps, noise_fn, generator, progress=False, desc="guided")
+    return Generated(images, {"stage2": m})
+
+
+def _denoiser(pipe: TCIGPipeline):
+    if pipe.refiner is None or not hasattr(pipe.refiner, "denoiser"):
+        raise ConfigError("regional and guided sampling need a refiner with a denoising loop (latent SD or pixel)")
+    return pipe.refiner.denoiser()
+
+
+def resize_images(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    if images.shape[-2:] == size:
+        return images
+    return F.interpolate(images, size=size, mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)

@@ -1,0 +1,211 @@
+"""Summaries of a report folder: per method and variant, mean, standard deviation and 95 % confidence interval
+of every per-case figure, KID (and FID when there are enough samples) against the reference images, and plots."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from ..clip_scorer import CLIPScorer
+from ..metrics import frechet_distance, kernel_inception_distance
+from ..visualize import pil_to_tensor
+
+FIGURES = ("miou", "pixel_accuracy", "clip_score", "seconds_per_image")
+MIN_KID_SAMPLES = 10  # fewer images give a KID that is mostly noise
+
+
+@dataclass
+class Stat:
+    n: int
+    mean: float
+    std: float
+    ci95: float  # half-width of the 95 % confidence interval of the mean (Student's t)
+
+    def text(self, digits: int = 3) -> str:
+        return f"{self.mean:.{digits}f} ± {self.ci95:.{digits}f}" if self.n > 1 else f"{self.mean:.{digits}f}"
+
+
+def stat(values: list[float]) -> Stat | None:
+    values = [v for v in values if v is not None and math.isfinite(v)]
+    if not values:
+        return None
+    n = len(values)
+    mean = sum(values) / n
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
+    if n > 1:
+        from scipy.stats import t
+
+        ci = float(t.ppf(0.975, n - 1)) * std / math.sqrt(n)
+    else:
+        ci = 0.0
+    return Stat(n, mean, std, ci)
+
+
+def group(rows: list[dict]) -> dict[tuple[str, str], list[dict]]:
+    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for row in rows:
+        groups[row["method"], row["variant"]].append(row)
+    return dict(groups)
+
+
+def image_features(out: Path, rows: list[dict], extractor: CLIPScorer, batch: int = 64) -> torch.Tensor:
+    """Unit-norm image embeddings of every image the rows list (read back from the report folder)."""
+    paths = [out / p for row in rows for p in row["images"]]
+    size = extractor.input_size
+    feats = []
+    for i in range(0, len(paths), batch):
+        images = []
+        for path in paths[i : i + batch]:
+            with Image.open(path) as image:
+                images.append(pil_to_tensor(image.convert("RGB").resize(size[::-1], Image.BICUBIC)))
+        with torch.no_grad():
+            feats.append(extractor.encode_image(torch.stack(images).to(extractor.device)).float().cpu())
+    return torch.cat(feats) if feats else torch.empty(0)
+
+
+def summarize(out: Path, rows: list[dict], extractor: CLIPScorer | None = None, seed: int = 0) -> list[dict]:
+    """One entry per (method, variant): statistics of the figures, and KID/FID against the ``reference`` rows."""
+    groups = group(rows)
+    reference = groups.get(("reference", ""))
+    real = image_features(out, reference, extractor) if extractor is not None and reference else None
+    summary = []
+    for (method, variant), members in sorted(groups.items(), key=lambda kv: _order(kv[0])):
+        entry = {"method": method, "variant": variant, "cases": len(members)}
+        for figure in FIGURES:
+            s = stat([m.get(figure) for m in members])
+            entry[figure] = vars(s) if s else None
+        peaks = [v for m in members for v in (m.get("peak_mb") or {}).values() if v is not None]
+        entry["peak_mb"] = max(peaks) if peaks else None
+        if real is not None and len(real) >= MIN_KID_SAMPLES:
+            fake = image_features(out, members, extractor)
+            if len(fake) >= MIN_KID_SAMPLES:
+                kid, kid_std = kernel_inception_distance(real, fake, generator=torch.Generator().manual_seed(seed))
+                entry["kid"] = {"mean": kid, "std": kid_std}
+                if min(len(real), len(fake)) > real.shape[1]:
+                    entry["fid"] = frechet_distance(real, fake)
+        summary.append(entry)
+    return summary
+
+
+def _order(key: tuple[str, str]) -> tuple[int, str]:
+    order = ["reference", "tcig", "stage1", "diffusion", "sdedit-layout", "regional", "guided"]
+    return (order.index(key[0]) if key[0] in order else len(order), key[1])
+
+
+def markdown_table(summary: list[dict], header: dict) -> str:
+    """The summary as a Markdown table, with the models that guided and evaluated above it."""
+    lines = [
+        f"# tcig eval: {header.get('title', 'report')}",
+        "",
+        f"- cases: {header.get('cases')} ({header.get('case_sources')}); seed {header.get('seed')}, "
+        f"{header.get('size')}, {header.get('num_images')} image(s) per case",
+        f"- guiding segmenter(s): {header.get('guides')}",
+        f"- evaluator (never guided): {header.get('evaluator')}",
+        f"- CLIP score by: {header.get('clip_score_model')}; KID/FID features: {header.get('features')}",
+        f"- device: {header.get('device')}; memory: {header.get('memory_kind')}",
+        "",
+        "Mean ± half-width of the 95 % confidence interval over cases (Student's t); KID mean ± std over subsets.",
+        "",
+        "| method | variant | cases | evaluator mIoU | pixel acc. | CLIP score | KID ×1e3 | FID | s/image | peak MB |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+
+    def cell(entry: dict, key: str, digits: int = 3) -> str:
+        value = entry.get(key)
+        return Stat(**value).text(digits) if value else "—"
+
+    for e in summary:
+        kid = f"{1000 * e['kid']['mean']:.2f} ± {1000 * e['kid']['std']:.2f}" if e.get("kid") else "—"
+        fid = f"{e['fid']:.3f}" if e.get("fid") is not None else "—"
+        peak = f"{e['peak_mb']:.0f}" if e.get("peak_mb") is not None else "—"
+        lines.append(
+            f"| {e['method']} | {e['variant'] or '—'} | {e['cases']} | {cell(e, 'miou')} | "
+            f"{cell(e, 'pixel_accuracy')} | {cell(e, 'clip_score', 1)} | {kid} | {fid} | "
+            f"{cell(e, 'seconds_per_image', 2)} | {peak} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write_plots(out: Path, summary: list[dict]) -> list[Path]:
+    """``miou_vs_strength.png`` (TCIG's strength sweep against the other methods) and ``quality_vs_control.png``
+    (KID or CLIP score against evaluator mIoU, one point per method and variant)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    tcig = [e for e in summary if e["method"] == "tcig" and e.get("miou")]
+    if tcig:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        by_base = defaultdict(list)
+        for e in tcig:
+            base, _, strength = e["variant"].rpartition(",strength=")
+            by_base[base].append((float(strength), e["miou"]["mean"], e["miou"]["ci95"]))
+        for base, points in by_base.items():
+            points.sort()
+            xs, ys, cis = zip(*points, strict=True)
+            ax.errorbar(xs, ys, yerr=cis, marker="o", capsize=3, label=f"tcig {base}")
+        for e in summary:
+            if e["method"] != "tcig" and e.get("miou"):
+                label = e["method"] + (f" {e['variant']}" if e["variant"] and e["method"] != "stage1" else "")
+                ax.axhline(e["miou"]["mean"], linestyle="--", linewidth=1, label=label, color=_colour(e["method"]))
+        ax.set_xlabel("stage-2 strength")
+        ax.set_ylabel("evaluator mIoU")
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        written.append(_save(fig, out / "miou_vs_strength.png"))
+        plt.close(fig)
+    points = [e for e in summary if e.get("miou")]
+    use_kid = any(e.get("kid") for e in points)
+    if points:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for e in points:
+            y = 1000 * e["kid"]["mean"] if use_kid and e.get("kid") else (e.get("clip_score") or {}).get("mean")
+            if y is None:
+                continue
+            ax.scatter(e["miou"]["mean"], y, color=_colour(e["method"]))
+            label = e["method"] + (f"\n{e['variant'].split('strength=')[-1]}" if e["method"] == "tcig" else "")
+            ax.annotate(label, (e["miou"]["mean"], y), fontsize=6, xytext=(3, 3), textcoords="offset points")
+        ax.set_xlabel("evaluator mIoU (control)")
+        ax.set_ylabel("KID ×1000 vs references (lower is better)" if use_kid else "CLIP score")
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        written.append(_save(fig, out / "quality_vs_control.png"))
+        plt.close(fig)
+    return written
+
+
+def _colour(method: str) -> str:
+    colours = {"reference": "black", "tcig": "tab:red", "stage1": "tab:orange", "diffusion": "tab:gray",
+               "sdedit-layout": "tab:blue", "regional": "tab:green", "guided": "tab:purple"}  # fmt: skip
+    return colours.get(method, "tab:brown")
+
+
+def _save(fig, path: Path) -> Path:
+    tmp = path.with_name(f".{path.name}.tmp")
+    fig.savefig(tmp, dpi=130, format="png")
+    tmp.replace(path)
+    return path
+
+
+def write_report(out: Path, rows: list[dict], header: dict, extractor: CLIPScorer | None = None) -> list[dict]:
+    """``summary.json``, ``summary.md`` and the plots; returns the summary."""
+    summary = summarize(out, rows, extractor, seed=header.get("seed", 0))
+    _write_text(out / "summary.json", json.dumps({"header": header, "summary": summary}, indent=2))
+    _write_text(out / "summary.md", markdown_table(summary, header))
+    write_plots(out, summary)
+    return summary
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)

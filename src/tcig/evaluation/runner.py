@@ -1,0 +1,321 @@
+"""Run methods over cases into a report folder, one JSON line per case, method and variant; resumable.
+
+Layout of the folder::
+
+    results.jsonl            one line per (case, method, variant): metrics, seconds and peak memory per stage
+    images/CASE/KEY_i.png    every generated image (KEY = method or method@variant)
+    grids/CASE.png           layout | reference | one image per method
+    summary.md, summary.json, *.png   written by ``report.write_report``
+
+A rerun with the same folder skips every (case, method, variant) already in ``results.jsonl``; images are written
+before their line, and a line is written whole or, when the run is killed mid-line, dropped on the next start.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import logging
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+from ..clip_scorer import CLIPScorer
+from ..errors import ConfigError
+from ..metrics import layout_scores
+from ..pipeline import TCIGPipeline
+from ..segmenters import Segmenter
+from ..visualize import colorize, contact_sheet, tensor_to_pil
+from .cases import Case
+from .methods import (
+    METHODS,
+    Generated,
+    MethodSettings,
+    resize_images,
+    run_diffusion,
+    run_guided,
+    run_refine,
+    run_regional,
+    run_sdedit_layout,
+    run_stage1,
+)
+
+logger = logging.getLogger(__name__)
+
+RESULTS = "results.jsonl"
+_FILE_SAFE = str.maketrans({"/": "_", ",": "_", "=": "-", "@": "_", " ": "_"})
+
+
+@dataclass
+class EvalPlan:
+    """What to run. ``strengths``, ``stage1_steps``, ``seg_losses`` and ``guide_sets`` are sweeps of TCIG (and
+    stage 1); every other method runs once per case. ``guide_sets`` maps a name to the guiding segmenters."""
+
+    methods: list[str]
+    settings: MethodSettings
+    size: tuple[int, int]
+    guide_sets: dict[str, list[tuple[Segmenter, float]]]
+    strengths: list[float] = field(default_factory=list)
+    stage1_steps: list[int] = field(default_factory=list)
+    seg_losses: list[str] = field(default_factory=list)
+    num_images: int = 1
+    seed: int = 0
+
+    def check(self) -> None:
+        unknown = sorted(set(self.methods) - set(METHODS))
+        if unknown:
+            raise ConfigError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+        if self.num_images < 1 or min(self.size) < 8:
+            raise ConfigError("--num-images must be >= 1 and --size at least 8 pixels")
+        for strength in self.strengths:
+            replace(self.settings.stage2, strength=strength).check()
+        for steps, loss in itertools.product(self.stage1_steps or [1], self.seg_losses or ["mse"]):
+            replace(self.settings.stage1, steps=steps, seg_loss=loss).check()
+
+
+@dataclass
+class Scorers:
+    """The evaluator segmenter (never a guide) and the CLIP that gives CLIP scores."""
+
+    evaluator: Segmenter
+    clip: CLIPScorer | None = None
+
+
+def fingerprint(ref: str) -> str:
+    """Identity of a model reference: the hash of a local folder's config and weight sizes, else the hub id."""
+    path = Path(ref).expanduser()
+    if not path.is_dir():
+        return ref.strip().lower()
+    digest = hashlib.sha256()
+    for file in sorted(path.rglob("*")):
+        if file.suffix in (".json", ".safetensors", ".bin", ".pt"):
+            digest.update(file.name.encode())
+            digest.update(file.read_bytes() if file.suffix == ".json" else str(file.stat().st_size).encode())
+    return digest.hexdigest()
+
+
+def check_evaluator(evaluator_ref: str, guide_refs: list[str]) -> None:
+    """Refuse an evaluator that is one of the guiding segmenters: stage 1 optimizes against its guides, so a guide
+    would score its own adversarial images."""
+    mine = fingerprint(evaluator_ref)
+    for ref in guide_refs:
+        if fingerprint(ref) == mine:
+            raise ConfigError(
+                f"the evaluator '{evaluator_ref}' is also a guiding segmenter ('{ref}'); evaluate with a segmenter "
+                "that did not guide (--evaluator)"
+            )
+
+
+def read_results(out: Path) -> list[dict]:
+    """Rows of ``results.jsonl``; a torn last line (a killed run) is dropped and the file repaired."""
+    path = out / RESULTS
+    if not path.is_file():
+        return []
+    rows, good = [], 0
+    with open(path, "rb") as f:
+        for line in f:
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                break
+            good += len(line)
+    if good < path.stat().st_size:
+        logger.warning("dropping a half-written line at the end of %s", path)
+        with open(path, "r+b") as f:
+            f.truncate(good)
+    return rows
+
+
+def row_key(row: dict) -> tuple[str, str, str]:
+    return row["case"], row["method"], row["variant"]
+
+
+class ReportWriter:
+    """Appends result lines (flushed and synced) and writes images atomically."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        (out / "images").mkdir(parents=True, exist_ok=True)
+        (out / "grids").mkdir(exist_ok=True)
+
+    def save_images(self, case: str, key: str, images: torch.Tensor) -> list[str]:
+        folder = self.out / "images" / case
+        folder.mkdir(parents=True, exist_ok=True)
+        names = []
+        for i, image in enumerate(images):
+            name = f"{key.translate(_FILE_SAFE)}_{i}.png"
+            _atomic_save(tensor_to_pil(image), folder / name)
+            names.append(f"images/{case}/{name}")
+        return names
+
+    def append(self, row: dict) -> None:
+        with open(self.out / RESULTS, "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def _atomic_save(image, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    image.save(tmp, format="PNG")
+    os.replace(tmp, path)
+
+
+def variant_name(**parts) -> str:
+    return ",".join(f"{k}={v}" for k, v in parts.items())
+
+
+def evaluate(
+    pipe: TCIGPipeline,
+    cases: list[Case],
+    plan: EvalPlan,
+    scorers: Scorers,
+    out: Path,
+    progress: bool = True,
+    on_case: Callable[[Case], None] | None = None,
+) -> list[dict]:
+    """Run ``plan`` on ``cases``; returns all rows of the report folder (old and new)."""
+    plan.check()
+    rows = read_results(out)
+    done = {row_key(r) for r in rows}
+    writer = ReportWriter(out)
+    for case in tqdm(cases, desc="cases", disable=not progress):
+        new = _evaluate_case(pipe, case, plan, scorers, writer, done)
+        rows.extend(new)
+        done.update(row_key(r) for r in new)
+        _write_grid(writer, case, [r for r in rows if r["case"] == case.name], plan.size)
+        if on_case is not None:
+            on_case(case)
+    return rows
+
+
+def _evaluate_case(pipe, case: Case, plan: EvalPlan, scorers: Scorers, writer: ReportWriter, done: set) -> list:
+    rows: list[dict] = []
+    size, n, seed = plan.size, plan.num_images, plan.seed
+
+    def record(method: str, variant: str, result: Generated, settings: dict) -> None:
+        key = method if not variant else f"{method}@{variant}"
+        files = writer.save_images(case.name, key, result.images)
+        row = {
+            "case": case.name,
+            "source": case.source,
+            "method": method,
+            "variant": variant,
+            "prompt": case.prompt,
+            "seed": seed,
+            "size": list(size),
+            "num_images": result.images.shape[0],
+            "settings": settings,
+            **score(case, result.images, scorers),
+            **_cost(result, n),
+            "images": files,
+        }
+        writer.append(row)
+        rows.append(row)
+
+    if case.reference is not None and (case.name, "reference", "") not in done:
+        reference = resize_images(case.reference[None], size)
+        record("reference", "", Generated(reference), {})
+
+    settings = plan.settings
+    if {"tcig", "stage1"} & set(plan.methods):
+        sweeps = itertools.product(
+            plan.guide_sets.items(),
+            plan.stage1_steps or [settings.stage1.steps],
+            plan.seg_losses or [settings.stage1.seg_loss],
+        )
+        strengths = plan.strengths or [settings.stage2.strength]
+        for (guides_name, guides), steps, loss in sweeps:
+            base = variant_name(guides=guides_name, steps=steps, loss=loss)
+            wanted = [("stage1", base)] if "stage1" in plan.methods else []
+            if "tcig" in plan.methods:
+                wanted += [("tcig", f"{base},strength={s:g}") for s in strengths]
+            if all((case.name, m, v) in done for m, v in wanted):
+                continue
+            stage1 = replace(settings.stage1, steps=steps, seg_loss=loss)
+            guide_pipe = _with_segmenters(pipe, guides)
+            s1 = run_stage1(guide_pipe, case, size, stage1, n, seed)
+            s1_settings = {"stage1": vars(stage1).copy(), "guides": _names(guides)}
+            if ("stage1", base) in wanted and (case.name, "stage1", base) not in done:
+                record("stage1", base, s1, s1_settings)
+            for strength in strengths if "tcig" in plan.methods else []:
+                variant = f"{base},strength={strength:g}"
+                if (case.name, "tcig", variant) in done:
+                    continue
+                stage2 = replace(settings.stage2, strength=strength)
+                record(
+                    "tcig", variant, run_refine(pipe, case, s1, stage2, seed), {**s1_settings, "stage2": vars(stage2)}
+                )
+
+    others = {
+        "diffusion": lambda: run_diffusion(pipe, case, size, settings.stage2, n, seed),
+        "sdedit-layout": lambda: run_sdedit_layout(pipe, case, size, settings, n, seed),
+        "regional": lambda: run_regional(pipe, case, size, settings, n, seed),
+        "guided": lambda: run_guided(pipe, case, size, settings, n, seed),
+    }
+    extra = {
+        "sdedit-layout": {"strength": settings.sdedit_strength},
+        "regional": {"bootstrap": settings.regional_bootstrap},
+        "guided": {"guidance_weight": settings.guidance_weight, "seg_loss": settings.stage1.seg_loss},
+    }
+    for method, run in others.items():
+        if method in plan.methods and (case.name, method, "") not in done:
+            record(method, "", run(), {"stage2": vars(settings.stage2), **extra.get(method, {})})
+    return rows
+
+
+def _with_segmenters(pipe: TCIGPipeline, segmenters) -> TCIGPipeline:
+    if segmenters is pipe.segmenters:
+        return pipe
+    other = TCIGPipeline(pipe.clip, segmenters, pipe.refiner, pipe.resolution, pipe.stage1_size, pipe.model_set)
+    other.device = pipe.device
+    return other
+
+
+def _names(segmenters) -> list[str]:
+    return [f"{seg.name}:{w:g}" for seg, w in segmenters]
+
+
+def score(case: Case, images: torch.Tensor, scorers: Scorers) -> dict:
+    """Evaluator mIoU, pixel accuracy and per-class IoU against the case's layout, and the CLIP score."""
+    scores = layout_scores(scorers.evaluator, images, case.layout)
+    # classes that neither the layout nor the prediction shows have no IoU
+    scores["class_iou"] = {k: v for k, v in scores["class_iou"].items() if math.isfinite(v)}
+    if scorers.clip is not None:
+        with torch.no_grad():
+            scores["clip_score"] = float(scorers.clip.score(images, [case.prompt] * images.shape[0]).mean())
+    return scores
+
+
+def _cost(result: Generated, num_images: int) -> dict:
+    seconds = {stage: round(m.seconds, 4) for stage, m in result.stages.items()}
+    peak = {stage: (round(m.peak_mb, 1) if m.peak_mb is not None else None) for stage, m in result.stages.items()}
+    kinds = {m.memory_kind for m in result.stages.values()}
+    total = sum(seconds.values())
+    return {
+        "seconds": {**seconds, "total": round(total, 4)},
+        "seconds_per_image": round(total / num_images, 4) if seconds else None,
+        "peak_mb": peak,
+        "memory_kind": kinds.pop() if len(kinds) == 1 else None,
+    }
+
+
+def _write_grid(writer: ReportWriter, case: Case, rows: list[dict], size: tuple[int, int]) -> None:
+    """Layout | reference | the first image of each method's first variant."""
+    layout = case.layout.resized(*size, "stretch")
+    panels = [("layout", colorize(layout))]
+    seen = set()
+    for row in rows:
+        if row["method"] in seen:
+            continue
+        seen.add(row["method"])
+        with Image.open(writer.out / row["images"][0]) as image:
+            panels.append((f"{row['method']} {row['miou']:.2f}", image.convert("RGB")))
+    _atomic_save(contact_sheet(panels, height=max(128, size[0])), writer.out / "grids" / f"{case.name}.png")

@@ -191,3 +191,23 @@ def test_scene_cases_carry_the_rendered_image_as_reference():
     cases = load_cases("scenes:2:9000000")
     assert [c.name for c in cases] == ["scene_9000000", "scene_9000001"]
     assert cases[0].reference.shape == (3, 64, 64) and cases[0].prompt == cases[0].layout.prompt
+
+
+def test_eval_sweeps_guides_and_losses(eval_models, tiny, case_folder, tmp_path):
+    out = tmp_path / "report"
+    extra = ["--extra-segmenter", f"{tiny['clipseg']}:0.5", "--seg-losses", "mse,ce", "--methods", "stage1"]
+    assert _eval(eval_models, case_folder, out, *extra) == 0
+    variants = sorted({r["variant"] for r in read_results(out)})
+    assert variants == [f"guides={g},steps=2,loss={loss}" for g in ("1seg", "2seg") for loss in ("ce", "mse")]
+    two = next(r for r in read_results(out) if r["variant"].startswith("guides=2seg"))
+    assert len(two["settings"]["guides"]) == 2 and two["settings"]["guides"][1].endswith("clipseg:0.5")
+
+
+def test_eval_refuses_to_resume_with_other_settings(eval_models, case_folder, tmp_path, capsys):
+    out = tmp_path / "report"
+    assert _eval(eval_models, case_folder, out, "--methods", "diffusion") == 0
+    assert _eval(eval_models, case_folder, out, "--methods", "diffusion", "--seed", "3") == 2
+    assert "was made with other seed" in capsys.readouterr().err
+    assert _eval(eval_models, case_folder, out, "--methods", "diffusion", "--stage2-options", "steps=5") == 2
+    assert "other settings" in capsys.readouterr().err
+    assert len(read_results(out)) == 2

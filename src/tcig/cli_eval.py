@@ -30,6 +30,20 @@ def _words(text: str) -> list[str]:
     return [v.strip() for v in text.split(",") if v.strip()]
 
 
+def _assignments(text: str) -> dict:
+    """``key=value,key=value`` with JSON-like values (numbers, true/false, strings)."""
+    values = {}
+    for part in _words(text):
+        key, sep, value = part.partition("=")
+        if not sep:
+            raise argparse.ArgumentTypeError(f"'{part}' is not KEY=VALUE")
+        try:
+            values[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            values[key.strip()] = value.strip()
+    return values
+
+
 def add_eval_parser(sub) -> None:
     from .evaluation.methods import METHODS
 
@@ -75,6 +89,15 @@ def add_eval_parser(sub) -> None:
 
     methods = ev.add_argument_group("methods and sweeps")
     methods.add_argument("--methods", default=",".join(METHODS), help=f"comma list of {', '.join(METHODS)} (all)")
+    methods.add_argument(
+        "--stage1-options",
+        type=_assignments,
+        default={},
+        help="stage-1 settings over the set's, e.g. lr=0.03,seg_loss=ce,pyramid_finest=1",
+    )
+    methods.add_argument(
+        "--stage2-options", type=_assignments, default={}, help="stage-2 settings over the set's, e.g. steps=50"
+    )
     methods.add_argument("--strengths", type=_floats, help="TCIG stage-2 strengths to sweep (default: the set's)")
     methods.add_argument("--stage1-steps", type=_ints, help="stage-1 step counts to sweep (default: the set's)")
     methods.add_argument("--seg-losses", type=_words, help="segmentation losses to sweep: mse,ce (default: the set's)")
@@ -112,6 +135,13 @@ def _class_colours(arg: str | None, model_set_name: str) -> dict | None:
     return None
 
 
+def _settings(factory, options: dict, flag: str):
+    try:
+        return factory(**options)
+    except TypeError as err:
+        raise ConfigError(f"{flag}: {err}") from err
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from .clip_scorer import CLIPScorer
     from .evaluation.cases import coco_protocol, load_cases
@@ -138,8 +168,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     cases = cases[: args.limit] if args.limit else cases
     size = args.size or model_set.resolution
     settings = MethodSettings(
-        stage1=model_set.stage1_settings(),
-        stage2=model_set.stage2_settings(),
+        stage1=_settings(model_set.stage1_settings, args.stage1_options, "--stage1-options"),
+        stage2=_settings(model_set.stage2_settings, args.stage2_options, "--stage2-options"),
         sdedit_strength=args.sdedit_strength,
         regional_bootstrap=args.regional_bootstrap,
         guidance_weight=args.guidance_weight,

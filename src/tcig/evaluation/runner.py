@@ -20,7 +20,7 @@ import logging
 import math
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -168,6 +168,30 @@ def _atomic_save(image, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def _check_same_plan(out: Path, plan: EvalPlan) -> None:
+    """A report folder holds one base setting: resuming it with other settings would mix results silently.
+    Methods, cases and sweep values may change between runs (they only add rows)."""
+    base = {
+        "size": list(plan.size),
+        "seed": plan.seed,
+        "num_images": plan.num_images,
+        "settings": json.loads(json.dumps(asdict(plan.settings))),
+    }
+    path = out / "plan.json"
+    if path.is_file():
+        stored = json.loads(path.read_text())
+        if stored != base:
+            changed = sorted(k for k in base if stored.get(k) != base[k])
+            raise ConfigError(
+                f"the report folder '{out}' was made with other {', '.join(changed)}; resume it with the same "
+                "options or give a new --out"
+            )
+        return
+    tmp = path.with_name(".plan.json.tmp")
+    tmp.write_text(json.dumps(base, indent=2))
+    tmp.replace(path)
+
+
 def variant_name(**parts) -> str:
     return ",".join(f"{k}={v}" for k, v in parts.items())
 
@@ -183,6 +207,7 @@ def evaluate(
 ) -> list[dict]:
     """Run ``plan`` on ``cases``; returns all rows of the report folder (old and new)."""
     plan.check()
+    _check_same_plan(out, plan)
     rows = read_results(out)
     done = {row_key(r) for r in rows}
     writer = ReportWriter(out)

@@ -6,7 +6,7 @@ MODELS ?= scenes
 LAYOUT ?= examples/scene_beach.json
 OUT ?= out
 
-.PHONY: install test demo lint clean train-scenes scenes-quality
+.PHONY: install test demo lint clean train-scenes scenes-quality eval-scenes
 
 $(BIN)/tcig: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ train-scenes: install
 # Quality figures of the bundled models on held-out scenes (docs/scenes_quality.json, docs/scenes_samples.png).
 scenes-quality: install
 	HF_HUB_OFFLINE=1 $(BIN)/python -m tcig.scenes.quality --models src/tcig/bundled/scenes
+
+# TCIG against every baseline on 100 held-out rendered scenes (reports/scenes/summary.md; resumable).
+eval-scenes: install
+	HF_HUB_OFFLINE=1 $(BIN)/tcig eval --models scenes --cases scenes:100 --strengths 0.2,0.25,0.35,0.5 \
+		--out reports/scenes --title "bundled scenes, 100 held-out scenes"
 
 lint: install
 	$(BIN)/ruff check src tests

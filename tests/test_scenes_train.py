@@ -6,7 +6,7 @@ import torch
 
 from tcig import Stage1Settings, Stage2Settings, TCIGPipeline
 from tcig.model_sets import load_model_set
-from tcig.refiners import DiffusersImg2ImgRefiner, load_refiner
+from tcig.refiners import DiffusersImg2ImgRefiner, PixelSDEditRefiner, load_refiner
 from tcig.scenes import render_scene, scene_layout
 from tcig.scenes.train import train_all
 from tcig.segmenters import MaskClassificationSegmenter, load_segmenter
@@ -14,10 +14,9 @@ from tcig.segmenters import MaskClassificationSegmenter, load_segmenter
 
 def test_every_model_trains_resumes_and_loads(tmp_path):
     out, work = tmp_path / "models", tmp_path / "work"
-    record = train_all(
-        out, work, ["segformer", "evaluator", "clip", "vae", "unet"], scale=0.0001, count=16, progress=False
-    )
-    assert set(record) == {"segformer", "evaluator", "clip", "vae", "unet"}
+    models = ["segformer", "evaluator", "clip", "vae", "unet", "pixel"]
+    record = train_all(out, work, models, scale=0.0001, count=16, progress=False)
+    assert set(record) == set(models)
     assert all(r["steps"] >= 1 and r["seconds"] > 0 for r in record.values())
     assert json.loads((out / "TRAINING.json").read_text())["unet"]["hardware"]["torch"] == torch.__version__
     assert all(p.suffix != ".bin" for p in out.rglob("*"))  # safetensors only
@@ -32,6 +31,8 @@ def test_every_model_trains_resumes_and_loads(tmp_path):
     assert guiding.labels == evaluator.labels and guiding.labels[0] == "sky"
     assert type(guiding.model) is not type(evaluator.model)  # the evaluator is a different architecture
     assert isinstance(load_refiner(str(out / "sd")), DiffusersImg2ImgRefiner)
+    pixel = load_refiner(str(out / "pixel"))
+    assert isinstance(pixel, PixelSDEditRefiner) and next(pixel.unet.parameters()).dtype == torch.float32
 
     spec = {
         "clip": "./models/clip",

@@ -101,7 +101,9 @@ def add_eval_parser(sub) -> None:
     methods.add_argument("--strengths", type=_floats, help="TCIG stage-2 strengths to sweep (default: the set's)")
     methods.add_argument("--stage1-steps", type=_ints, help="stage-1 step counts to sweep (default: the set's)")
     methods.add_argument("--seg-losses", type=_words, help="segmentation losses to sweep: mse,ce (default: the set's)")
-    methods.add_argument("--sdedit-strength", type=float, default=0.7, help="sdedit-layout strength (default 0.7)")
+    methods.add_argument(
+        "--sdedit-strength", type=float, default=0.5, help="sdedit-layout strength (default 0.5, tuned on scenes)"
+    )
     methods.add_argument(
         "--class-colours",
         help="JSON {class: [r,g,b]} to paint layouts for sdedit-layout (default: the scenes' mean colours for the "
@@ -110,7 +112,9 @@ def add_eval_parser(sub) -> None:
     methods.add_argument(
         "--regional-bootstrap", type=float, default=0.2, help="fraction of regional steps with bootstrapping (0.2)"
     )
-    methods.add_argument("--guidance-weight", type=float, default=20.0, help="guided: gradient scale (default 20)")
+    methods.add_argument(
+        "--guidance-weight", type=float, default=100.0, help="guided: gradient scale (default 100, tuned on scenes)"
+    )
 
     run = ev.add_argument_group("run")
     run.add_argument("--size", type=int, help="square output size (default: the set's resolution)")

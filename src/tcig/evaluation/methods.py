@@ -36,9 +36,9 @@ class MethodSettings:
 
     stage1: Stage1Settings
     stage2: Stage2Settings
-    sdedit_strength: float = 0.7
+    sdedit_strength: float = 0.5
     regional_bootstrap: float = 0.2
-    guidance_weight: float = 20.0
+    guidance_weight: float = 100.0
     class_colours: dict[str, tuple[int, int, int]] | None = None
 
 

@@ -17,7 +17,7 @@ from ..metrics import frechet_distance, kernel_inception_distance
 from ..visualize import pil_to_tensor
 
 FIGURES = ("miou", "pixel_accuracy", "clip_score", "seconds_per_image")
-MIN_KID_SAMPLES = 10  # fewer images give a KID that is mostly noise
+MIN_KID_SAMPLES = 20  # fewer images give a KID that is mostly noise
 
 
 @dataclass
@@ -85,7 +85,11 @@ def summarize(out: Path, rows: list[dict], extractor: CLIPScorer | None = None, 
         if real is not None and len(real) >= MIN_KID_SAMPLES:
             fake = image_features(out, members, extractor)
             if len(fake) >= MIN_KID_SAMPLES:
-                kid, kid_std = kernel_inception_distance(real, fake, generator=torch.Generator().manual_seed(seed))
+                # subsets of half the images, so that they differ and their spread means something
+                subset = min(100, len(real) // 2, len(fake) // 2)
+                kid, kid_std = kernel_inception_distance(
+                    real, fake, subset_size=subset, generator=torch.Generator().manual_seed(seed)
+                )
                 entry["kid"] = {"mean": kid, "std": kid_std}
                 if min(len(real), len(fake)) > real.shape[1]:
                     entry["fid"] = frechet_distance(real, fake)

@@ -123,6 +123,24 @@ def latent_unet(cross_attention_dim: int = 128):
     )
 
 
+def pixel_unet(cross_attention_dim: int = 128):
+    """An image-space text-conditioned UNet on 64x64 pixels, with attention only at 16x16 where it is cheap."""
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(
+        sample_size=IMAGE_SIZE,
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(32, 64, 96),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
+        cross_attention_dim=cross_attention_dim,
+        attention_head_dim=8,
+        norm_num_groups=32,
+    )
+
+
 def noise_scheduler_config() -> dict:
     """Stable Diffusion's training schedule (scaled-linear betas, 1000 steps, epsilon prediction)."""
     return dict(

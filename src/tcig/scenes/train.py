@@ -24,9 +24,9 @@ from .train_loop import train
 
 logger = logging.getLogger(__name__)
 
-MODELS = ("segformer", "evaluator", "clip", "vae", "unet")
-DEFAULT_STEPS = {"segformer": 1500, "evaluator": 1500, "clip": 800, "vae": 3000, "unet": 4000}
-BATCH = {"segformer": 32, "evaluator": 32, "clip": 128, "vae": 16, "unet": 32}
+MODELS = ("segformer", "evaluator", "clip", "vae", "unet", "pixel")
+DEFAULT_STEPS = {"segformer": 1500, "evaluator": 1500, "clip": 800, "vae": 3000, "unet": 4000, "pixel": 4000}
+BATCH = {"segformer": 32, "evaluator": 32, "clip": 128, "vae": 16, "unet": 32, "pixel": 16}
 SCENES_PER_MODEL = 20_000
 CONTEXT_LENGTH = 40  # captions are at most 20 words; a shorter context makes the UNet's cross-attention cheaper
 
@@ -126,17 +126,46 @@ def train_vae(out: Path, work: Path, steps: int, count: int, progress: bool = Tr
     return stats
 
 
-def train_unet(out: Path, work: Path, steps: int, count: int, progress: bool = True) -> dict:
-    """The latent text-to-image UNet, conditioned on the bundled CLIP's text encoder (frozen), with 10 % of captions
-    dropped for classifier-free guidance; saved with the VAE as a Stable-Diffusion-layout img2img pipeline."""
-    from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, StableDiffusionImg2ImgPipeline
+def _text_conditioning(out: Path):
+    """The bundled CLIP's tokenizer and frozen text encoder, and ``embed(captions, g)`` that drops 10 % of the
+    captions (for classifier-free guidance) and returns the encoder's hidden states."""
     from transformers import CLIPModel, CLIPTextModel, CLIPTokenizer
 
-    data = scene_set("diffusion", count, arch.IMAGE_SIZE, work / "cache")
     clip = CLIPModel.from_pretrained(out / "clip")
     tokenizer = CLIPTokenizer.from_pretrained(out / "clip")
     text_encoder = CLIPTextModel(clip.config.text_config).eval().requires_grad_(False)
     text_encoder.load_state_dict(clip.text_model.state_dict())
+
+    def embed(captions: list[str], g: torch.Generator) -> torch.Tensor:
+        drop = torch.rand(len(captions), generator=g) < 0.1
+        captions = ["" if d else c for c, d in zip(captions, drop.tolist(), strict=True)]
+        with torch.no_grad():
+            ids = tokenizer(captions, padding="max_length", truncation=True, return_tensors="pt")
+            return text_encoder(ids.input_ids).last_hidden_state
+
+    return tokenizer, text_encoder, embed
+
+
+def _noise_loss(unet, x0: torch.Tensor, cond: torch.Tensor, noise_scheduler, g: torch.Generator) -> torch.Tensor:
+    """Epsilon-prediction loss at a uniformly drawn timestep."""
+    noise = torch.randn(x0.shape, generator=g)
+    t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (x0.shape[0],), generator=g)
+    return F.mse_loss(unet(noise_scheduler.add_noise(x0, noise, t), t, encoder_hidden_states=cond).sample, noise)
+
+
+def _ddim():
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler(**arch.noise_scheduler_config(), clip_sample=False, set_alpha_to_one=False, steps_offset=1)
+
+
+def train_unet(out: Path, work: Path, steps: int, count: int, progress: bool = True) -> dict:
+    """The latent text-to-image UNet, conditioned on the bundled CLIP's text encoder (frozen); saved with the VAE as
+    a Stable-Diffusion-layout img2img pipeline."""
+    from diffusers import AutoencoderKL, DDPMScheduler, StableDiffusionImg2ImgPipeline
+
+    data = scene_set("diffusion", count, arch.IMAGE_SIZE, work / "cache")
+    tokenizer, text_encoder, embed = _text_conditioning(out)
     vae = AutoencoderKL.from_pretrained(work / "vae_final").eval().requires_grad_(False)
     unet = arch.latent_unet(text_encoder.config.hidden_size)
     noise_scheduler = DDPMScheduler(**arch.noise_scheduler_config())
@@ -144,32 +173,43 @@ def train_unet(out: Path, work: Path, steps: int, count: int, progress: bool = T
 
     def loss_fn(g: torch.Generator) -> torch.Tensor:
         images, _, captions = data.batch(BATCH["unet"], g)
-        drop = torch.rand(len(captions), generator=g) < 0.1
-        captions = ["" if d else c for c, d in zip(captions, drop.tolist(), strict=True)]
         with torch.no_grad():
             latents = vae.encode(images * 2 - 1).latent_dist.sample(generator=g) * scale
-            ids = tokenizer(captions, padding="max_length", truncation=True, return_tensors="pt")
-            cond = text_encoder(ids.input_ids).last_hidden_state
-        noise = torch.randn(latents.shape, generator=g)
-        t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (latents.shape[0],), generator=g)
-        noisy = noise_scheduler.add_noise(latents, noise, t)
-        return F.mse_loss(unet(noisy, t, encoder_hidden_states=cond).sample, noise)
+        return _noise_loss(unet, latents, embed(captions, g), noise_scheduler, g)
 
     stats = train("unet", {"unet": unet}, loss_fn, steps=steps, lr=5e-4, work_dir=work, seed=4, progress=progress)
-    scheduler = DDIMScheduler(
-        **arch.noise_scheduler_config(), clip_sample=False, set_alpha_to_one=False, steps_offset=1
-    )
     pipe = StableDiffusionImg2ImgPipeline(
         vae=vae,
         text_encoder=text_encoder,
         tokenizer=tokenizer,
         unet=unet,
-        scheduler=scheduler,
+        scheduler=_ddim(),
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,
     )
     pipe.save_pretrained(out / "sd")
+    return stats
+
+
+def train_pixel(out: Path, work: Path, steps: int, count: int, progress: bool = True) -> dict:
+    """The image-space text-to-image UNet (pixels in [-1, 1]), same text conditioning as the latent one; saved in
+    the folder layout ``PixelSDEditRefiner`` reads, the UNet in float16 (it loads as float32) to fit the bundle."""
+    from diffusers import DDPMScheduler
+
+    from ..refiners import PixelSDEditRefiner
+
+    data = scene_set("diffusion", count, arch.IMAGE_SIZE, work / "cache")
+    tokenizer, text_encoder, embed = _text_conditioning(out)
+    unet = arch.pixel_unet(text_encoder.config.hidden_size)
+    noise_scheduler = DDPMScheduler(**arch.noise_scheduler_config())
+
+    def loss_fn(g: torch.Generator) -> torch.Tensor:
+        images, _, captions = data.batch(BATCH["pixel"], g)
+        return _noise_loss(unet, images * 2 - 1, embed(captions, g), noise_scheduler, g)
+
+    stats = train("pixel", {"unet": unet}, loss_fn, steps=steps, lr=5e-4, work_dir=work, seed=5, progress=progress)
+    PixelSDEditRefiner(unet.half(), _ddim(), text_encoder, tokenizer).save_pretrained(out / "pixel")
     return stats
 
 
@@ -199,7 +239,7 @@ def train_all(
         if name in ("segformer", "evaluator"):
             stats = train_segmenter(name, out, work, steps, count, progress)
         else:
-            trainer = {"clip": train_clip, "vae": train_vae, "unet": train_unet}[name]
+            trainer = {"clip": train_clip, "vae": train_vae, "unet": train_unet, "pixel": train_pixel}[name]
             stats = trainer(out, work, steps, count, progress)
         record[name] = {
             **stats,

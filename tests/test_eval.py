@@ -211,3 +211,12 @@ def test_eval_refuses_to_resume_with_other_settings(eval_models, case_folder, tm
     assert _eval(eval_models, case_folder, out, "--methods", "diffusion", "--stage2-options", "steps=5") == 2
     assert "other settings" in capsys.readouterr().err
     assert len(read_results(out)) == 2
+
+
+def test_segmenter_features_are_unit_norm_pooled_backbone_states(tiny):
+    from tcig.evaluation.report import SegmenterFeatures
+    from tcig.segmenters import load_segmenter
+
+    for name in ("segformer", "mask2former"):
+        features = SegmenterFeatures(load_segmenter(str(tiny[name]))).encode_image(torch.rand(3, 3, 64, 64))
+        assert features.shape[0] == 3 and torch.allclose(features.norm(dim=-1), torch.ones(3))

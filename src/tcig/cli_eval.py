@@ -84,7 +84,12 @@ def add_eval_parser(sub) -> None:
     )
     models.add_argument("--evaluator", help="segmenter that scores control; must not guide (default: the set's)")
     models.add_argument("--clip-score-model", help="CLIP for CLIP scores (default: the guiding CLIP)")
-    models.add_argument("--features", help="CLIP whose image features give KID/FID (default: the CLIP-score model)")
+    models.add_argument(
+        "--features",
+        default="evaluator",
+        help="KID/FID features: 'evaluator' (its backbone; default, since stage 1 optimizes the guiding CLIP and "
+        "would fool its features) or a CLIP id or folder",
+    )
     models.add_argument("--allow-pickle", action="store_true", help="allow pickle checkpoints (runs their code)")
 
     methods = ev.add_argument_group("methods and sweeps")
@@ -150,7 +155,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .clip_scorer import CLIPScorer
     from .evaluation.cases import coco_protocol, load_cases
     from .evaluation.methods import MethodSettings
-    from .evaluation.report import write_report
+    from .evaluation.report import SegmenterFeatures, write_report
     from .evaluation.runner import EvalPlan, Scorers, check_evaluator, evaluate
     from .outputs import prepare_out_dir
     from .pipeline import TCIGPipeline
@@ -206,8 +211,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     evaluator = load_segmenter(evaluator_ref, allow_pickle=args.allow_pickle).to(device)
     clip_ref = args.clip_score_model or model_set.clip
     score_clip = pipe.clip if clip_ref == model_set.clip else CLIPScorer.from_pretrained(clip_ref).to(device)
-    features_ref = args.features or clip_ref
-    features = score_clip if features_ref == clip_ref else CLIPScorer.from_pretrained(features_ref).to(device)
+    if args.features == "evaluator":
+        features_ref, features = f"evaluator backbone ({evaluator_ref})", SegmenterFeatures(evaluator)
+    else:
+        features_ref = args.features
+        features = score_clip if features_ref == clip_ref else CLIPScorer.from_pretrained(features_ref).to(device)
 
     start = time.perf_counter()
     rows = evaluate(pipe, cases, plan, Scorers(evaluator, score_clip), out, progress=not args.no_progress)

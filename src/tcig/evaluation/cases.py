@@ -74,7 +74,7 @@ def folder_cases(folder: Path) -> list[Case]:
     cases = []
     for path in sorted(folder.iterdir()):
         is_layout = path.is_dir() or (path.suffix.lower() in LAYOUT_SUFFIXES and not _is_sidecar(path))
-        if not is_layout or path == prompts_file:
+        if not is_layout:
             continue
         layout = read_layout(path)
         prompt = prompts.get(path.name) or prompts.get(path.stem) or layout.prompt
@@ -87,7 +87,7 @@ def folder_cases(folder: Path) -> list[Case]:
 
 
 def _is_sidecar(path: Path) -> bool:
-    return path.name.endswith(".legend.json") or path.name == "prompts.json" or path.stem.endswith("_photo")
+    return path.name.endswith(".legend.json") or path.name == "prompts.json"
 
 
 def real_cases(root: Path) -> list[Case]:

@@ -12,7 +12,6 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from ..clip_scorer import CLIPScorer
 from ..metrics import frechet_distance, kernel_inception_distance
 from ..visualize import pil_to_tensor
 
@@ -54,8 +53,29 @@ def group(rows: list[dict]) -> dict[tuple[str, str], list[dict]]:
     return dict(groups)
 
 
-def image_features(out: Path, rows: list[dict], extractor: CLIPScorer, batch: int = 64) -> torch.Tensor:
-    """Unit-norm image embeddings of every image the rows list (read back from the report folder)."""
+class SegmenterFeatures:
+    """Image features from a segmenter's backbone: its deepest hidden state averaged over positions (as FID pools
+    Inception's last map), unit-normalized like CLIP embeddings. Used with the evaluator, which never guided, so
+    stage 1 cannot have optimized against it, unlike the guiding CLIP."""
+
+    input_size = None  # the images' own size
+
+    def __init__(self, segmenter) -> None:
+        self.segmenter = segmenter
+        self.device = segmenter.device
+
+    @torch.no_grad()
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        seg = self.segmenter
+        out = seg.model(pixel_values=seg._inputs(images), output_hidden_states=True)
+        states = getattr(out, "hidden_states", None) or getattr(out, "encoder_hidden_states", None)
+        deepest = (states[-1] if states else out.encoder_last_hidden_state).float()  # Mask2Former: its backbone
+        pooled = deepest.mean(dim=(2, 3)) if deepest.ndim == 4 else deepest.mean(dim=1)
+        return torch.nn.functional.normalize(pooled, dim=-1)
+
+
+def image_features(out: Path, rows: list[dict], extractor, batch: int = 64) -> torch.Tensor:
+    """Features (``extractor.encode_image``) of every image the rows list, read back from the report folder."""
     paths = [out / p for row in rows for p in row["images"]]
     size = extractor.input_size
     feats = []
@@ -63,17 +83,19 @@ def image_features(out: Path, rows: list[dict], extractor: CLIPScorer, batch: in
         images = []
         for path in paths[i : i + batch]:
             with Image.open(path) as image:
-                images.append(pil_to_tensor(image.convert("RGB").resize(size[::-1], Image.BICUBIC)))
+                image = image.convert("RGB")
+                images.append(pil_to_tensor(image.resize(size[::-1], Image.BICUBIC) if size else image))
         with torch.no_grad():
             feats.append(extractor.encode_image(torch.stack(images).to(extractor.device)).float().cpu())
     return torch.cat(feats) if feats else torch.empty(0)
 
 
-def summarize(out: Path, rows: list[dict], extractor: CLIPScorer | None = None, seed: int = 0) -> list[dict]:
+def summarize(out: Path, rows: list[dict], extractor=None, seed: int = 0) -> list[dict]:
     """One entry per (method, variant): statistics of the figures, and KID/FID against the ``reference`` rows."""
     groups = group(rows)
     reference = groups.get(("reference", ""))
-    real = image_features(out, reference, extractor) if extractor is not None and reference else None
+    enough = extractor is not None and reference and sum(len(r["images"]) for r in reference) >= MIN_KID_SAMPLES
+    real = image_features(out, reference, extractor) if enough else None
     summary = []
     for (method, variant), members in sorted(groups.items(), key=lambda kv: _order(kv[0])):
         entry = {"method": method, "variant": variant, "cases": len(members)}
@@ -82,7 +104,7 @@ def summarize(out: Path, rows: list[dict], extractor: CLIPScorer | None = None, 
             entry[figure] = vars(s) if s else None
         peaks = [v for m in members for v in (m.get("peak_mb") or {}).values() if v is not None]
         entry["peak_mb"] = max(peaks) if peaks else None
-        if real is not None and len(real) >= MIN_KID_SAMPLES:
+        if real is not None:
             fake = image_features(out, members, extractor)
             if len(fake) >= MIN_KID_SAMPLES:
                 # subsets of half the images, so that they differ and their spread means something
@@ -200,7 +222,7 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def write_report(out: Path, rows: list[dict], header: dict, extractor: CLIPScorer | None = None) -> list[dict]:
+def write_report(out: Path, rows: list[dict], header: dict, extractor=None) -> list[dict]:
     """``summary.json``, ``summary.md`` and the plots; returns the summary."""
     summary = summarize(out, rows, extractor, seed=header.get("seed", 0))
     _write_text(out / "summary.json", json.dumps({"header": header, "summary": summary}, indent=2))

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from .errors import ConfigError
@@ -13,6 +14,13 @@ from .pipeline import TCIGOutput
 from .visualize import colorize, contact_sheet, draw_outlines, legend_image, tensor_to_pil
 
 SHEET_HEIGHT = 256
+
+
+def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
+    """``write(tmp)`` to a hidden temporary file beside ``path``, then rename it over ``path``."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    write(tmp)
+    os.replace(tmp, path)
 
 
 def prepare_out_dir(path: str | Path) -> Path:

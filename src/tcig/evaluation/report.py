@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from ..metrics import frechet_distance, kernel_inception_distance
+from ..outputs import write_atomically
 from ..visualize import pil_to_tensor
 
 FIGURES = ("miou", "pixel_accuracy", "clip_score", "seconds_per_image")
@@ -216,9 +217,7 @@ def _colour(method: str) -> str:
 
 
 def _save(fig, path: Path) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, dpi=130, format="png")
-    tmp.replace(path)
+    write_atomically(path, lambda tmp: fig.savefig(tmp, dpi=130, format="png"))
     return path
 
 
@@ -232,6 +231,4 @@ def write_report(out: Path, rows: list[dict], header: dict, extractor=None) -> l
 
 
 def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    write_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))

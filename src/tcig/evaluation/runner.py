@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from ..clip_scorer import CLIPScorer
 from ..errors import ConfigError
 from ..metrics import layout_scores
+from ..outputs import write_atomically
 from ..pipeline import TCIGPipeline
 from ..segmenters import Segmenter
 from ..visualize import colorize, contact_sheet, tensor_to_pil
@@ -163,9 +164,7 @@ class ReportWriter:
 
 
 def _atomic_save(image, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    image.save(tmp, format="PNG")
-    os.replace(tmp, path)
+    write_atomically(path, lambda tmp: image.save(tmp, format="PNG"))
 
 
 def _check_same_plan(out: Path, plan: EvalPlan) -> None:
@@ -187,9 +186,7 @@ def _check_same_plan(out: Path, plan: EvalPlan) -> None:
                 "options or give a new --out"
             )
         return
-    tmp = path.with_name(".plan.json.tmp")
-    tmp.write_text(json.dumps(base, indent=2))
-    tmp.replace(path)
+    write_atomically(path, lambda tmp: tmp.write_text(json.dumps(base, indent=2)))
 
 
 def variant_name(**parts) -> str:

@@ -7,7 +7,7 @@ from tcig.layout import IGNORE
 from tcig.losses import segmentation_loss, spherical_dist_loss
 from tcig.parameterization import PixelPyramid, VAELatent
 from tcig.segmenters import load_segmenter
-from tcig.stage1 import SegTerm, Stage1Settings, random_crops, run_stage1
+from tcig.stage1 import SYNC_EVERY, CropDraws, EarlyStop, SegTerm, Stage1Settings, crop_views, run_stage1
 
 
 def _target(size=32):
@@ -40,13 +40,33 @@ def test_spherical_distance_is_zero_for_equal_embeddings():
     assert spherical_dist_loss(x, -x) > 4.9  # antipodal: 2 * (pi/2)^2
 
 
-def test_random_crops_are_batched_and_seeded():
+def test_crops_are_batched_and_seeded():
     images = torch.rand(2, 3, 40, 50)
-    a = random_crops(images, 4, (16, 16), 0.5, torch.Generator().manual_seed(1))
-    b = random_crops(images, 4, (16, 16), 0.5, torch.Generator().manual_seed(1))
-    c = random_crops(images, 4, (16, 16), 0.5, torch.Generator().manual_seed(2))
+
+    def crops(seed):
+        draws = CropDraws.sample(8, (16, 16), 0.02, torch.Generator().manual_seed(seed), "cpu")
+        return crop_views(images, 4, (16, 16), 0.5, draws)
+
+    a, b, c = crops(1), crops(1), crops(2)
     assert a.shape == (8, 3, 16, 16)
     assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_crop_geometry_full_flipped_and_corner():
+    images = torch.rand(1, 3, 16, 16)
+
+    def crop(side, x, y, flip, crop_min=0.5, size=16):
+        draws = CropDraws(torch.tensor([[side, x, y, flip]]), None)
+        return crop_views(images, 1, (size, size), crop_min, draws)
+
+    assert torch.allclose(crop(1.0, 0.5, 0.5, 0.9), images, atol=1e-5)
+    assert torch.allclose(crop(1.0, 0.5, 0.5, 0.1), images.flip(-1), atol=1e-5)
+    for corner, (x, y) in [((slice(0, 8), slice(0, 8)), (0.0, 0.0)), ((slice(8, 16), slice(8, 16)), (1.0, 1.0))]:
+        # the smallest crop (half the side) at a corner, upsampled: bilinear like interpolate away from its border
+        expected = torch.nn.functional.interpolate(images[..., corner[0], corner[1]], size=(16, 16), mode="bilinear")
+        assert torch.allclose(crop(0.0, x, y, 0.9)[..., 1:-1, 1:-1], expected[..., 1:-1, 1:-1], atol=1e-5)
+    small = crop(1.0, 0.5, 0.5, 0.9, size=8)  # a large image is shrunk with antialiasing first
+    assert torch.allclose(small.mean(), images.mean(), atol=0.02)
 
 
 def test_stage1_lowers_the_segmentation_loss(tiny):
@@ -104,3 +124,27 @@ def test_latent_parameterization_decodes_through_the_vae(tiny):
     images.mean().backward()
     assert param.latents.grad.abs().sum() > 0
     assert all(not p.requires_grad for p in vae.parameters())
+
+
+def test_early_stop_waits_for_a_plateau_of_the_smoothed_loss():
+    falling = EarlyStop(patience=5, min_improvement=0.01)
+    assert not any(falling.should_stop(10 * 0.9**i) for i in range(200))
+    flat = EarlyStop(patience=5, min_improvement=0.01)
+    stops = [flat.should_stop(1.0) for _ in range(10)]
+    assert stops.index(True) == 5  # the first value sets the best; five steps without improvement stop
+    assert not any(EarlyStop(patience=0, min_improvement=0.01).should_stop(1.0) for _ in range(50))
+
+
+def test_stage1_stops_early_when_the_loss_stops_improving(tiny):
+    seg = load_segmenter(str(tiny["segformer"]))
+    settings = Stage1Settings(steps=200, lr=1e-9, patience=4)  # a learning rate too small to change the loss
+    param = PixelPyramid(1, 32, 32, generator=torch.Generator().manual_seed(0))
+    terms = [SegTerm(seg, 1.0, _target())]
+    seen = []
+    _, history = run_stage1(param, settings=settings, seg_terms=terms, callback=seen.append, progress=False)
+    assert len(history) == len(seen) == 5  # a callback reads every step back: the check runs at each step
+    _, history = run_stage1(param, settings=settings, seg_terms=terms, progress=False)
+    assert len(history) == SYNC_EVERY  # otherwise losses are read (and checked) every SYNC_EVERY steps
+    settings.patience = 0
+    _, history = run_stage1(param, settings=settings, seg_terms=[SegTerm(seg, 1.0, _target())], progress=False)
+    assert len(history) == 200

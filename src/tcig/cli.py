@@ -1,4 +1,4 @@
-"""The ``tcig`` command line: ``tcig generate``, ``tcig eval`` and ``tcig models``."""
+"""The ``tcig`` command line: ``tcig generate``, ``tcig eval``, ``tcig bench`` and ``tcig models``."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from . import __version__
+from .cli_bench import add_bench_parser, cmd_bench
 from .cli_eval import add_eval_parser, cmd_eval
 from .devices import resolve_device, resolve_dtype
 from .errors import ConfigError, TCIGError
@@ -104,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
         ("--seg-noise", "seg_noise", float, "std of the Gaussian noise on the segmenters' view of the image"),
         ("--pyramid-levels", "pyramid_levels", int, "levels of the pixel pyramid"),
         ("--pyramid-finest", "pyramid_finest", int, "finest pyramid level: 0 = full resolution, 1 = half, ..."),
+        ("--patience", "patience", int, "stop once the smoothed loss has not improved for this many steps (0 = off)"),
+        ("--min-improvement", "min_improvement", float, "relative fall of the smoothed loss that counts as improving"),
     ]
     for flag, field, kind, text in stage1_options:
         s1.add_argument(flag, dest=f"s1_{field}", type=kind, help=f"{text} (default {getattr(s1_defaults, field)})")
@@ -140,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-v", "--verbose", action="store_true", help="log details")
 
     add_eval_parser(sub)
+    add_bench_parser(sub)
     sub.add_parser("models", help="list the built-in model sets")
     return parser
 
@@ -237,7 +241,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_models()
     _configure_logging(args.verbose)
     try:
-        return cmd_eval(args) if args.command == "eval" else cmd_generate(args)
+        commands = {"eval": cmd_eval, "bench": cmd_bench, "generate": cmd_generate}
+        return commands[args.command](args)
     except torch.cuda.OutOfMemoryError:
         print("tcig: error: out of GPU memory; lower --num-images or the image size", file=sys.stderr)
         return 2

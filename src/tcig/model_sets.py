@@ -86,7 +86,12 @@ BUILTIN = {
         (("nvidia/segformer-b0-finetuned-ade-512-512", 1.0),),
         "stable-diffusion-v1-5/stable-diffusion-v1-5",
         512,
-        description="CLIP ViT-B/32, SegFormer-B0 (ADE20K, 150 classes), Stable Diffusion 1.5 img2img at 512",
+        stage1_size=256,
+        description="CLIP ViT-B/32, SegFormer-B0 (ADE20K, 150 classes), Stable Diffusion 1.5 img2img at 512 "
+        "(stage 1 at 256)",
+        # Stage 1 at 256 px with 100 steps keeps TCIG within ControlNet's time on a GPU (docs/performance.md).
+        stage1={"steps": 100},
+        stage2={"strength": 0.6, "steps": 30},
     ),
     "sdxl": ModelSet(
         "sdxl",

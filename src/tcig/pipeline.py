@@ -40,7 +40,10 @@ class TCIGOutput:
 
 
 class TCIGPipeline:
-    """Holds a CLIP scorer, guiding segmenters with weights and an optional refiner (None = stage 1 only)."""
+    """Holds a CLIP scorer, guiding segmenters with weights and an optional refiner (None = stage 1 only).
+
+    Speed switches: ``stage1_autocast`` (mixed precision for stage 1 on GPUs, on by default) and ``compile_stage1``
+    (``torch.compile`` of the stage-1 loss, True or a compile mode; the first call pays the compilation)."""
 
     def __init__(
         self,
@@ -60,6 +63,8 @@ class TCIGPipeline:
         self.stage1_size = stage1_size
         self.model_set = model_set
         self.device = torch.device("cpu")
+        self.stage1_autocast = True
+        self.compile_stage1: bool | str = False
 
     @classmethod
     def from_model_set(
@@ -203,7 +208,8 @@ class TCIGPipeline:
             text_embeds=text_embeds,
             generator=generator,
             callback=callback,
-            autocast_dtype=autocast_dtype(self.device),
+            autocast_dtype=autocast_dtype(self.device) if self.stage1_autocast else None,
+            compile_step=self.compile_stage1,
             progress=progress,
         )
         _sync(self.device)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -36,6 +37,9 @@ class SegTerm:
 
 @dataclass
 class Stage1Settings:
+    """Stage-1 optimization settings. With ``patience > 0`` the loop stops early once the smoothed loss has not
+    fallen by ``min_improvement`` (relative) for ``patience`` steps; ``steps`` is then the upper bound."""
+
     steps: int = 150
     lr: float = 0.05
     clip_weight: float = 1.0
@@ -46,6 +50,8 @@ class Stage1Settings:
     seg_loss: SegLoss = "mse"
     pyramid_levels: int = 4
     pyramid_finest: int = 0
+    patience: int = 0
+    min_improvement: float = 0.01
 
     def check(self) -> None:
         if self.steps < 0 or self.lr <= 0 or self.num_crops < 1 or not 0 < self.crop_min <= 1:
@@ -54,35 +60,75 @@ class Stage1Settings:
             raise ConfigError(
                 "stage 1 needs --crop-noise, --seg-noise, --pyramid-finest >= 0 and --pyramid-levels >= 1"
             )
+        if self.patience < 0 or not 0 <= self.min_improvement < 1:
+            raise ConfigError("stage 1 needs --patience >= 0 (0 = off) and --min-improvement in [0, 1)")
         if self.seg_loss not in ("mse", "ce"):
             raise ConfigError(f"unknown segmentation loss '{self.seg_loss}'; use mse or ce")
 
 
-def random_crops(
-    images: torch.Tensor,
-    n: int,
-    size: tuple[int, int],
-    crop_min: float,
-    generator: torch.Generator | None,
-    noise: float = 0.0,
-) -> torch.Tensor:
+@dataclass
+class CropDraws:
+    """The randomness of one step's crops: ``[B*n, 4]`` uniform draws (side, x, y, flip) and the pixel noise."""
+
+    uniform: torch.Tensor
+    noise: torch.Tensor | None
+
+    @classmethod
+    def sample(
+        cls, count: int, size: tuple[int, int], noise: float, generator: torch.Generator | None, device
+    ) -> CropDraws:
+        uniform = torch.rand(count, 4, generator=generator).to(device)
+        pixels = noise * torch.randn(count, 3, *size, generator=generator).to(device) if noise > 0 else None
+        return cls(uniform, pixels)
+
+
+def crop_views(images: torch.Tensor, n: int, size: tuple[int, int], crop_min: float, draws: CropDraws) -> torch.Tensor:
     """``n`` random square crops per image (side in [crop_min, 1] of the short side), each resized to ``size``,
-    flipped at random and given Gaussian pixel noise of std ``noise``, stacked into one batch ``[B*n,3,*size]``
-    for a single CLIP forward. Augmenting the views keeps CLIP from being satisfied by one adversarial pattern."""
+    flipped at random and given Gaussian pixel noise, stacked into one batch ``[B*n,3,*size]`` for a single CLIP
+    forward. Augmenting the views keeps CLIP from being satisfied by one adversarial pattern.
+
+    All crops come from one ``grid_sample`` with fixed output shapes (no per-crop kernels and no shape changes,
+    so the step can be compiled). An image much larger than ``size`` is first shrunk with antialiasing so that the
+    average crop maps to ``size`` without aliasing."""
     b, _, h, w = images.shape
-    short = min(h, w)
-    draws = torch.rand(b * n, 4, generator=generator).tolist()
-    crops = []
-    for i, (r_side, r_top, r_left, r_flip) in enumerate(draws):
-        side = max(1, round(short * (crop_min + (1 - crop_min) * r_side)))
-        top, left = int(r_top * (h - side + 1)), int(r_left * (w - side + 1))
-        crop = images[i // n : i // n + 1, :, top : top + side, left : left + side]
-        crop = F.interpolate(crop, size=size, mode="bilinear", align_corners=False, antialias=side > size[0])
-        crops.append(crop.flip(-1) if r_flip < 0.5 else crop)
-    batch = torch.cat(crops)
-    if noise > 0:
-        batch = batch + noise * torch.randn(batch.shape, generator=generator).to(batch.device, batch.dtype)
-    return batch
+    mean_side = round(size[0] / ((1 + crop_min) / 2))
+    if min(h, w) > mean_side:
+        scale = mean_side / min(h, w)
+        h, w = max(1, round(h * scale)), max(1, round(w * scale))
+        images = F.interpolate(images, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
+    u = draws.uniform.to(images.dtype)
+    side = (crop_min + (1 - crop_min) * u[:, 0]) * min(h, w)
+    half_x, half_y = side / w, side / h  # half-extents in grid_sample's [-1, 1] coordinates
+    centre_x = (u[:, 1] * 2 - 1) * (1 - half_x)
+    centre_y = (u[:, 2] * 2 - 1) * (1 - half_y)
+    flip = torch.where(u[:, 3] < 0.5, -1.0, 1.0).to(u.dtype)
+    zero = torch.zeros_like(side)
+    theta = torch.stack([flip * half_x, zero, centre_x, zero, half_y, centre_y], dim=1).view(-1, 2, 3)
+    grid = F.affine_grid(theta, [b * n, images.shape[1], *size], align_corners=False)
+    batch = F.grid_sample(images.repeat_interleave(n, dim=0), grid, mode="bilinear", align_corners=False)
+    return batch if draws.noise is None else batch + draws.noise.to(batch.dtype)
+
+
+class EarlyStop:
+    """Tracks an exponential moving average of the loss (the crops make single steps noisy) and says when it has
+    not improved by the relative ``min_improvement`` over the best so far for ``patience`` steps."""
+
+    def __init__(self, patience: int, min_improvement: float, smoothing: float = 0.9) -> None:
+        self.patience, self.min_improvement, self.smoothing = patience, min_improvement, smoothing
+        self.average: float | None = None
+        self.best: float | None = None
+        self.since_best = 0
+
+    def should_stop(self, loss: float) -> bool:
+        if self.patience <= 0:
+            return False
+        a = self.smoothing
+        self.average = loss if self.average is None else a * self.average + (1 - a) * loss
+        if self.best is None or self.average < self.best - self.min_improvement * abs(self.best):
+            self.best, self.since_best = self.average, 0
+        else:
+            self.since_best += 1
+        return self.since_best >= self.patience
 
 
 def run_stage1(
@@ -95,58 +141,103 @@ def run_stage1(
     generator: torch.Generator | None = None,
     callback: Callable[[dict], None] | None = None,
     autocast_dtype: torch.dtype | None = None,
+    compile_step: bool | str = False,
     progress: bool = True,
 ) -> tuple[torch.Tensor, list[dict]]:
     """Optimize ``param`` (its ``forward()`` gives images in [0,1]); returns the final images and the loss history.
 
-    ``text_embeds[B,D]`` are CLIP's unit-norm prompt embeddings (one per image). All randomness (crops) comes
-    from ``generator``, so an identical generator gives identical results on the same device.
+    ``text_embeds[B,D]`` are CLIP's unit-norm prompt embeddings (one per image). All randomness (crops, noise) is
+    drawn from ``generator`` outside the loss function, so an identical generator gives identical results on the
+    same device and ``compile_step`` (``torch.compile`` of the loss; True or a compile mode such as
+    ``"reduce-overhead"``) sees fixed shapes. Without a ``callback`` the
+    losses are read back from the device every ``SYNC_EVERY`` steps only, so the host can queue work ahead; the
+    finiteness and early-stopping checks then run at those points.
     """
     device = next(param.parameters()).device
-    optimizer = torch.optim.Adam([p for p in param.parameters() if p.requires_grad], lr=settings.lr)
-    history: list[dict] = []
+    params = [p for p in param.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=settings.lr, fused=device.type == "cuda")
     use_clip = clip is not None and text_embeds is not None and settings.clip_weight > 0
+    targets = [term.target.to(device) for term in seg_terms]
+    keys = [f"seg{i}" if len(seg_terms) > 1 else "seg" for i in range(len(seg_terms))]
+    clip_targets = text_embeds.repeat_interleave(settings.num_crops, dim=0) if use_clip else None
+    amp = (
+        (lambda: torch.autocast(device.type, dtype=autocast_dtype))
+        if autocast_dtype is not None
+        else contextlib.nullcontext
+    )
+
+    def losses(draws: CropDraws | None, seg_noise: torch.Tensor | None):
+        with amp():
+            images = param()
+            terms: dict[str, torch.Tensor] = {}
+            if draws is not None:
+                crops = crop_views(images, settings.num_crops, clip.input_size, settings.crop_min, draws)
+                embeds = clip.encode_image(crops)
+                terms["clip"] = settings.clip_weight * spherical_dist_loss(embeds, clip_targets)
+            seg_view = images if seg_noise is None else images + settings.seg_noise * seg_noise  # noisy view (EOT)
+            for term, target, key in zip(seg_terms, targets, keys, strict=True):
+                terms[key] = term.weight * segmentation_loss(
+                    term.segmenter(seg_view, term.queries), target, settings.seg_loss
+                )
+        return images, terms
+
+    if compile_step:
+        losses = torch.compile(losses, mode=compile_step if isinstance(compile_step, str) else None)
+    with torch.no_grad():
+        shape = param().shape
+    early_stop = EarlyStop(settings.patience, settings.min_improvement)
+    history: list[dict] = []
+    pending: list[tuple[int, torch.Tensor]] = []
     bar = tqdm(range(settings.steps), desc="stage 1", disable=not progress, leave=False)
     with torch.enable_grad():
         for step in bar:
             optimizer.zero_grad(set_to_none=True)
-            amp = (
-                torch.autocast(device.type, dtype=autocast_dtype)
-                if autocast_dtype is not None
-                else contextlib.nullcontext()
-            )
-            with amp:
-                images = param()
-                terms: dict[str, torch.Tensor] = {}
-                if use_clip:
-                    crops = random_crops(
-                        images, settings.num_crops, clip.input_size, settings.crop_min, generator, settings.crop_noise
-                    )
-                    embeds = clip.encode_image(crops)
-                    targets = text_embeds.repeat_interleave(settings.num_crops, dim=0)
-                    terms["clip"] = settings.clip_weight * spherical_dist_loss(embeds, targets)
-                seg_view = images
-                if settings.seg_noise > 0 and seg_terms:
-                    noise = torch.randn(images.shape, generator=generator).to(images.device, images.dtype)
-                    seg_view = images + settings.seg_noise * noise  # the segmenters see a noisy view (EOT)
-                for i, term in enumerate(seg_terms):
-                    logits = term.segmenter(seg_view, term.queries)
-                    key = f"seg{i}" if len(seg_terms) > 1 else "seg"
-                    terms[key] = term.weight * segmentation_loss(logits, term.target.to(device), settings.seg_loss)
-                loss = sum(terms.values())
-            if not torch.isfinite(loss):
-                raise TCIGError(
-                    f"the stage-1 loss became {loss.item()} at step {step}; lower --lr or the loss weights"
-                )
+            draws = None
+            if use_clip:
+                count = shape[0] * settings.num_crops
+                draws = CropDraws.sample(count, clip.input_size, settings.crop_noise, generator, device)
+            seg_noise = None
+            if settings.seg_noise > 0 and seg_terms:
+                seg_noise = torch.randn(shape, generator=generator).to(device)
+            images, terms = losses(draws, seg_noise)
+            loss = sum(terms.values())
             loss.backward()
             optimizer.step()
-            record = {"step": step, "loss": loss.item(), **{k: v.item() for k, v in terms.items()}}
-            history.append(record)
-            bar.set_postfix(loss=f"{record['loss']:.4f}")
+            # one new tensor per step: outputs of a CUDA-graph-compiled loss are overwritten by the next replay
+            pending.append((step, torch.stack([loss, *terms.values()]).detach().float()))
+            if callback is None and (step + 1) % SYNC_EVERY and step + 1 < settings.steps:
+                continue
+            stop = False
+            for record in _read_back(pending, ["loss", *terms]):
+                history.append(record)
+                stop = stop or early_stop.should_stop(record["loss"])
+            pending.clear()
+            bar.set_postfix(loss=f"{history[-1]['loss']:.4f}")
             if callback is not None:
-                callback({**record, "images": images.detach()})
+                callback({**history[-1], "images": images.detach()})
+            if stop:
+                logger.info(
+                    "stage 1: the loss stopped improving; stopping after %d of %d steps", step + 1, settings.steps
+                )
+                break
     with torch.no_grad():
         final = param().float().clamp(0, 1)
     if history:
         logger.info("stage 1: %d steps, loss %.4f -> %.4f", len(history), history[0]["loss"], history[-1]["loss"])
     return final, history
+
+
+SYNC_EVERY = 10
+"""Steps between reads of the losses back to the host when no callback asks for every step."""
+
+
+def _read_back(pending: list[tuple[int, torch.Tensor]], names: list[str]) -> list[dict]:
+    """One device-to-host copy for all pending steps' losses; raises at the first non-finite loss."""
+    values = torch.stack([row for _, row in pending]).tolist()
+    records = []
+    for (step, _), row in zip(pending, values, strict=True):
+        record = {"step": step, **dict(zip(names, row, strict=True))}
+        if not math.isfinite(record["loss"]):
+            raise TCIGError(f"the stage-1 loss became {record['loss']} at step {step}; lower --lr or the loss weights")
+        records.append(record)
+    return records

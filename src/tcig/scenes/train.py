@@ -70,7 +70,7 @@ def train_segmenter(name: str, out: Path, work: Path, steps: int, count: int, pr
 
 def train_clip(out: Path, work: Path, steps: int, count: int, progress: bool = True) -> dict:
     """A CLIP trained contrastively on scenes and their captions, with random crops like stage 1's."""
-    from ..stage1 import random_crops
+    from ..stage1 import CropDraws, crop_views
 
     data = scene_set("clip", count, arch.IMAGE_SIZE, work / "cache")
     tokenizer = build_tokenizer(work / "tokenizer", data.captions, context_length=CONTEXT_LENGTH)
@@ -79,7 +79,7 @@ def train_clip(out: Path, work: Path, steps: int, count: int, progress: bool = T
 
     def loss_fn(g: torch.Generator) -> torch.Tensor:
         images, _, captions = data.batch(BATCH["clip"], g)
-        views = random_crops(augment(images, g), 1, size, 0.6, g)
+        views = crop_views(augment(images, g), 1, size, 0.6, CropDraws.sample(len(images), size, 0.0, g, "cpu"))
         text = tokenizer(captions, padding=True, return_tensors="pt")
         out_ = model(
             input_ids=text.input_ids,

@@ -1,0 +1,158 @@
+"""Real-size architectures with random weights, built from the JSON configs in ``configs/``: no download needed.
+
+Each config holds the published hyper-parameters of one model (layer counts and widths), so its compute and memory
+match the pre-trained model's; only the weights are random. A config is a built-in name (``sd15``, ``sdxl``,
+``clip-vit-b32``, ``clip-vit-l14``, ``segformer-b0``, ``segformer-b5``, ``mask2former-swin-t``) or a JSON path.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from importlib import resources
+from pathlib import Path
+
+import torch
+
+from ..clip_scorer import CLIPScorer
+from ..errors import ConfigError
+from ..preprocess import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, ImageNorm
+from ..refiners import DiffusersImg2ImgRefiner
+from ..segmenters import UNIVERSAL_TYPES, MaskClassificationSegmenter, Segmenter, SemanticSegmenter
+from ..vocabularies import load_vocabulary
+
+BUILTIN_CONFIGS = (
+    "sd15",
+    "sdxl",
+    "clip-vit-b32",
+    "clip-vit-l14",
+    "segformer-b0",
+    "segformer-b5",
+    "mask2former-swin-t",
+)
+
+
+def read_config(name_or_path: str) -> dict:
+    """A built-in config by name, or a JSON file."""
+    if name_or_path in BUILTIN_CONFIGS:
+        text = (resources.files("tcig.bench") / "configs" / f"{name_or_path}.json").read_text(encoding="utf-8")
+    else:
+        path = Path(name_or_path)
+        if not path.is_file():
+            raise ConfigError(
+                f"unknown architecture '{name_or_path}': give a JSON config or one of {', '.join(BUILTIN_CONFIGS)}"
+            )
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as err:
+            raise ConfigError(f"cannot read the architecture config '{path}': {err}") from err
+    try:
+        return {"name": Path(name_or_path).stem, **json.loads(text)}
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"the architecture config '{name_or_path}' is not valid JSON: {err}") from err
+
+
+def byte_tokenizer(max_length: int = 77):
+    """A CLIP tokenizer over the 256 byte symbols, no merges: every id is below 600, so it drives any CLIP text
+    encoder; token counts differ from OpenAI's BPE, but prompts are padded to ``max_length`` either way."""
+    from transformers import CLIPTokenizer
+
+    from ..scenes.tokenizer import write_tokenizer_files
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = write_tokenizer_files(Path(tmp), [])
+        return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=max_length)
+
+
+def _labels(config: dict) -> list[str]:
+    labels = config.get("labels", "ade20k")
+    return list(load_vocabulary(labels).labels) if isinstance(labels, str) else list(labels)
+
+
+def _transformers_config(config: dict):
+    from transformers import AutoConfig
+
+    fields = {k: v for k, v in config.items() if k not in ("name", "description", "labels", "model_type")}
+    return AutoConfig.for_model(config["model_type"], **fields)
+
+
+def random_clip(name: str, device: torch.device, tokenizer=None) -> CLIPScorer:
+    from transformers import CLIPModel
+
+    config = read_config(name)
+    with torch.device(device):
+        model = CLIPModel(_transformers_config(config))
+    size = model.config.vision_config.image_size
+    return CLIPScorer(model, tokenizer or byte_tokenizer(), ImageNorm(CLIP_MEAN, CLIP_STD, (size, size)), name)
+
+
+def random_segmenter(name: str, device: torch.device) -> Segmenter:
+    """SegFormer-style semantic heads or Mask2Former-style mask classifiers, with the config's label set."""
+    from transformers import AutoModelForSemanticSegmentation, AutoModelForUniversalSegmentation
+
+    config = read_config(name)
+    labels = _labels(config)
+    hf_config = _transformers_config(config)
+    hf_config.id2label = dict(enumerate(labels))
+    hf_config.label2id = {label: i for i, label in enumerate(labels)}
+    universal = config["model_type"] in UNIVERSAL_TYPES
+    auto = AutoModelForUniversalSegmentation if universal else AutoModelForSemanticSegmentation
+    with torch.device(device):
+        model = auto.from_config(hf_config)
+    wrapper = MaskClassificationSegmenter if universal else SemanticSegmenter
+    return wrapper(model, ImageNorm(IMAGENET_MEAN, IMAGENET_STD, None), labels, name)
+
+
+def random_diffusion(name: str, device: torch.device, dtype: torch.dtype, tokenizer=None) -> dict:
+    """The components of a Stable Diffusion pipeline (``unet``, ``vae``, ``text_encoder[_2]``, ``tokenizer[_2]``,
+    ``scheduler``) as ``StableDiffusion*Pipeline(**components)`` takes them, plus the config's ``resolution``."""
+    import diffusers
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    config = read_config(name)
+    tokenizer = tokenizer or byte_tokenizer()
+    with torch.device(device):
+        components = {
+            "unet": UNet2DConditionModel.from_config(config["unet"]),
+            "vae": AutoencoderKL.from_config(config["vae"]),
+            "text_encoder": CLIPTextModel(CLIPTextConfig(**config["text_encoder"])),
+            "tokenizer": tokenizer,
+        }
+        if "text_encoder_2" in config:
+            components["text_encoder_2"] = CLIPTextModelWithProjection(CLIPTextConfig(**config["text_encoder_2"]))
+            components["tokenizer_2"] = tokenizer
+    for key, module in components.items():
+        if isinstance(module, torch.nn.Module):
+            components[key] = module.to(dtype).eval().requires_grad_(False)
+    scheduler_config = dict(config["scheduler"])
+    components["scheduler"] = getattr(diffusers, scheduler_config.pop("_class_name")).from_config(scheduler_config)
+    return {"components": components, "resolution": config.get("resolution", 512), "name": config["name"]}
+
+
+def img2img_refiner(diffusion: dict) -> DiffusersImg2ImgRefiner:
+    from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionXLImg2ImgPipeline
+
+    parts = diffusion["components"]
+    if "text_encoder_2" in parts:
+        pipe = StableDiffusionXLImg2ImgPipeline(**parts, requires_aesthetics_score=False)
+    else:
+        pipe = StableDiffusionImg2ImgPipeline(
+            **parts, safety_checker=None, feature_extractor=None, requires_safety_checker=False
+        )
+    return DiffusersImg2ImgRefiner(pipe, name=f"{diffusion['name']} (random weights)")
+
+
+def controlnet_pipeline(diffusion: dict):
+    """Text-to-image with a ControlNet built from the UNet (the layout of lllyasviel's SD1.5 ControlNets)."""
+    from diffusers import ControlNetModel, StableDiffusionControlNetPipeline, StableDiffusionXLControlNetPipeline
+
+    parts = diffusion["components"]
+    unet = parts["unet"]
+    with torch.device(unet.device):
+        controlnet = ControlNetModel.from_unet(unet).to(unet.dtype).eval().requires_grad_(False)
+    if "text_encoder_2" in parts:
+        return StableDiffusionXLControlNetPipeline(**parts, controlnet=controlnet)
+    return StableDiffusionControlNetPipeline(
+        **parts, controlnet=controlnet, safety_checker=None, feature_extractor=None, requires_safety_checker=False
+    )

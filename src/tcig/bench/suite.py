@@ -1,0 +1,316 @@
+"""The tables of ``tcig bench``: end to end against the references, each speed lever off and on, and scaling.
+
+Every figure is the median of ``repeats`` timed runs after ``warmup`` untimed ones, with the peak memory of the
+timed runs (CUDA allocator peak on a GPU; the process's resident set on a CPU, models included).
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+
+import torch
+
+from ..evaluation.measure import measure
+from ..pipeline import TCIGOutput
+from ..refiners import Stage2Settings
+from ..stage1 import Stage1Settings
+from .rigs import Rig
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One way to run TCIG on a rig: its settings and the speed switches."""
+
+    stage1: Stage1Settings
+    stage2: Stage2Settings
+    stage1_size: int | None
+    batch: int = 1
+    calls: int = 1
+    autocast: bool = True
+    channels_last: bool = False
+    attention: str = "sdpa"
+    compile: bool | str = False
+    sync_every_step: bool = False
+
+
+@dataclass
+class Timing:
+    seconds: float
+    peak_mb: float | None
+    runs: list[float]
+
+
+def timed(fn: Callable[[], object], device: torch.device, repeats: int, warmup: int) -> tuple[Timing, object]:
+    """Median seconds and peak memory of ``fn`` over ``repeats`` runs after ``warmup`` runs; the last result."""
+    result = None
+    for _ in range(warmup):
+        result = fn()
+    runs, peaks = [], []
+    for _ in range(repeats):
+        with measure(device) as m:
+            result = fn()
+        runs.append(m.seconds)
+        peaks.append(m.peak_mb)
+    peak = max((p for p in peaks if p is not None), default=None)
+    return Timing(statistics.median(runs), peak, runs), result
+
+
+def default_spec(rig: Rig, stage1_steps: int | None, stage2_steps: int | None, batch: int = 1) -> RunSpec:
+    """The model set's tuned defaults, with the step counts overridden when given."""
+    ms = rig.pipe.model_set
+    stage1 = ms.stage1_settings(steps=stage1_steps) if ms else Stage1Settings()
+    stage2 = ms.stage2_settings(steps=stage2_steps) if ms else Stage2Settings()
+    return RunSpec(stage1, stage2, ms.stage1_size if ms else None, batch)
+
+
+def describe(spec: RunSpec) -> dict:
+    return {
+        "stage1": asdict(spec.stage1),
+        "stage2": asdict(spec.stage2),
+        "stage1_size": spec.stage1_size,
+        **{k: v for k, v in asdict(spec).items() if k not in ("stage1", "stage2", "stage1_size")},
+    }
+
+
+def _modules(rig: Rig) -> list[torch.nn.Module]:
+    pipe = rig.pipe
+    found = [pipe.clip.model] + [seg.model for seg, _ in pipe.segmenters] + [s.model for s in rig.spare_segmenters]
+    refiner = pipe.refiner
+    if refiner is not None:
+        inner = getattr(refiner, "pipeline", refiner)
+        found += [m for m in (getattr(inner, "unet", None), getattr(inner, "vae", None)) if m is not None]
+    return found
+
+
+def apply_switches(rig: Rig, spec: RunSpec) -> None:
+    """Set the pipeline's speed switches (memory format, attention kernels, autocast, compile) to ``spec``'s."""
+    pipe = rig.pipe
+    pipe.stage1_autocast = spec.autocast
+    pipe.compile_stage1 = spec.compile
+    switches = (spec.channels_last, spec.attention, len(pipe.segmenters))
+    if rig.switches == switches:
+        return
+    layout = torch.channels_last if spec.channels_last else torch.contiguous_format
+    for module in _modules(rig):
+        module.to(memory_format=layout)
+        set_attention(module, spec.attention)
+    rig.switches = switches
+
+
+def set_attention(module: torch.nn.Module, kind: str) -> None:
+    """``sdpa`` (PyTorch's fused scaled-dot-product attention) or ``eager`` (matmul, softmax, matmul), where the
+    model supports the choice; SegFormer and Mask2Former have their own attention code either way."""
+    if hasattr(module, "set_attn_processor"):  # diffusers
+        from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
+
+        module.set_attn_processor(AttnProcessor2_0() if kind == "sdpa" else AttnProcessor())
+    elif hasattr(module, "set_attn_implementation"):  # transformers
+        try:
+            module.set_attn_implementation(kind)
+        except (ValueError, ImportError, NotImplementedError) as err:
+            logger.debug("%s keeps its attention: %s", type(module).__name__, err)
+
+
+def run_tcig(rig: Rig, spec: RunSpec) -> Callable[[], list[TCIGOutput]]:
+    """A zero-argument run of ``spec.calls`` TCIG calls of ``spec.batch`` images each."""
+
+    def run() -> list[TCIGOutput]:
+        apply_switches(rig, spec)
+        generator = torch.Generator().manual_seed(0)
+        return [
+            rig.pipe(
+                rig.prompt,
+                rig.layout,
+                height=rig.size,
+                width=rig.size,
+                stage1=replace(spec.stage1),
+                stage2=spec.stage2,
+                stage1_size=spec.stage1_size or rig.size,
+                num_images=spec.batch,
+                generator=generator,
+                callback=(lambda record: None) if spec.sync_every_step else None,
+                progress=False,
+            )
+            for _ in range(spec.calls)
+        ]
+
+    return run
+
+
+def tcig_row(name: str, rig: Rig, spec: RunSpec, repeats: int, warmup: int, device: torch.device) -> dict:
+    """One timed TCIG configuration; a failure (out of memory, a compiler error) becomes the row's ``error``."""
+    try:
+        timing, outputs = timed(run_tcig(rig, spec), device, repeats, warmup)
+    except Exception as err:  # noqa: BLE001 - a benchmark reports every failure and goes on
+        logger.warning("%s failed: %s", name or "run", err)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        return {
+            "name": name,
+            "error": f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}",
+            "seconds": None,
+            "seconds_per_image": None,
+            "stage1_s": None,
+            "stage2_s": None,
+            "peak_mb": None,
+        }
+    images = spec.batch * spec.calls
+    last = outputs[-1]
+    return {
+        "name": name,
+        "seconds": timing.seconds,
+        "seconds_per_image": timing.seconds / images,
+        "stage1_s": sum(o.timings["stage1_s"] for o in outputs),
+        "stage2_s": sum(o.timings.get("stage2_s", 0.0) for o in outputs),
+        "stage1_steps": len(last.history),
+        "stage1_size": last.settings["stage1_size"],
+        "images": images,
+        "peak_mb": timing.peak_mb,
+        "runs": timing.runs,
+    }
+
+
+def main_table(rig: Rig, spec: RunSpec, repeats: int, warmup: int, device: torch.device) -> list[dict]:
+    """The references, then TCIG at ``spec``; every row also as a ratio to the first reference."""
+    rows = []
+    for name, fn in rig.references.items():
+        timing, _ = timed(fn, device, repeats, warmup)
+        rows.append({"name": name, "seconds": timing.seconds, "peak_mb": timing.peak_mb, "runs": timing.runs})
+        logger.info("%s: %.3f s", name, timing.seconds)
+    rows.append(tcig_row("TCIG, default settings", rig, spec, repeats, warmup, device))
+    logger.info("TCIG: %.3f s", rows[-1]["seconds"])
+    yardstick = rows[0]["seconds"]
+    for row in rows:
+        row["ratio"] = row["seconds"] / yardstick
+    return rows
+
+
+def levers(
+    rig: Rig, spec: RunSpec, device: torch.device, compile_mode: str | None
+) -> list[tuple[str, RunSpec, RunSpec]]:
+    """(lever, off, on): each lever switched off and on from the defaults, the rest unchanged."""
+    reduced = spec.stage1_size if spec.stage1_size and spec.stage1_size < rig.size else rig.size // 2
+    patience = spec.stage1.patience or 10
+    more_steps = max(50, spec.stage2.steps + 20)
+    found = [
+        ("stage 1 at reduced resolution", replace(spec, stage1_size=rig.size), replace(spec, stage1_size=reduced)),
+        (
+            "early stopping of stage 1",
+            replace(spec, stage1=replace(spec.stage1, patience=0)),
+            replace(spec, stage1=replace(spec.stage1, patience=patience)),
+        ),
+        (
+            f"fewer stage-2 steps ({more_steps} -> {spec.stage2.steps})",
+            replace(spec, stage2=replace(spec.stage2, steps=more_steps)),
+            spec,
+        ),
+        ("4 images per call (per image)", replace(spec, batch=1, calls=4), replace(spec, batch=4, calls=1)),
+        ("losses read back every 10 steps", replace(spec, sync_every_step=True), spec),
+        ("channels-last memory format", replace(spec, channels_last=False), replace(spec, channels_last=True)),
+        ("fused attention (SDPA)", replace(spec, attention="eager"), replace(spec, attention="sdpa")),
+    ]
+    if device.type == "cuda":
+        found.append(("bf16/fp16 autocast in stage 1", replace(spec, autocast=False), replace(spec, autocast=True)))
+    if compile_mode:
+        found.append(
+            (
+                f"torch.compile ({compile_mode}) of the stage-1 loss",
+                replace(spec, compile=False),
+                replace(spec, compile=compile_mode),
+            )
+        )
+    return found
+
+
+def lever_table(rig: Rig, spec: RunSpec, repeats: int, warmup: int, device: torch.device, compile_mode: str | None):
+    rows = []
+    for name, off, on in levers(rig, spec, device, compile_mode):
+        before = tcig_row(f"{name} (off)", rig, off, repeats, warmup, device)
+        after = tcig_row(f"{name} (on)", rig, on, repeats, warmup, device)
+        ok = before["seconds"] is not None and after["seconds"] is not None
+        rows.append(
+            {
+                "lever": name,
+                "before_s_per_image": before["seconds_per_image"],
+                "after_s_per_image": after["seconds_per_image"],
+                "speedup": before["seconds_per_image"] / after["seconds_per_image"] if ok else None,
+                "before": before,
+                "after": after,
+            }
+        )
+        logger.info("%s: %s -> %s s/image", name, before["seconds_per_image"], after["seconds_per_image"])
+    rows.append(crop_batching_row(rig, spec, device, repeats))
+    return rows
+
+
+def crop_batching_row(rig: Rig, spec: RunSpec, device: torch.device, repeats: int) -> dict:
+    """CLIP forward and backward on the step's crops: one batched call against one call per crop."""
+    from ..stage1 import CropDraws, crop_views
+
+    clip, n = rig.pipe.clip, spec.stage1.num_crops
+    size = spec.stage1_size or rig.size
+    image = torch.rand(1, 3, size, size, device=device, requires_grad=True)
+    draws = CropDraws.sample(n, clip.input_size, 0.0, torch.Generator().manual_seed(0), device)
+
+    def batched():
+        clip.encode_image(crop_views(image, n, clip.input_size, spec.stage1.crop_min, draws)).sum().backward()
+
+    def one_by_one():
+        for i in range(n):
+            single = CropDraws(draws.uniform[i : i + 1], None)
+            clip.encode_image(crop_views(image, 1, clip.input_size, spec.stage1.crop_min, single)).sum().backward()
+
+    steps = 10
+    before, _ = timed(lambda: [one_by_one() for _ in range(steps)], device, repeats, 1)
+    after, _ = timed(lambda: [batched() for _ in range(steps)], device, repeats, 1)
+    return {
+        "lever": f"{n} CLIP crops in one forward (CLIP forward+backward per stage-1 step)",
+        "before_s_per_image": before.seconds / steps,
+        "after_s_per_image": after.seconds / steps,
+        "speedup": before.seconds / after.seconds,
+        "unit": "seconds per step",
+    }
+
+
+def scaling_table(
+    rig: Rig,
+    spec: RunSpec,
+    repeats: int,
+    warmup: int,
+    device: torch.device,
+    resolutions: list[int],
+    segmenter_counts: list[int],
+    batches: list[int],
+) -> list[dict]:
+    """Time and memory against output resolution (stage 1 at the default fraction of it), number of guiding
+    segmenters (the rig's, then its spares) and images per call."""
+    rows = []
+    fraction = (spec.stage1_size or rig.size) / rig.size
+    base_size = rig.size
+    for resolution in resolutions:
+        rig.size = resolution
+        run = replace(spec, stage1_size=max(8, round(resolution * fraction / 8) * 8))
+        rows.append({"axis": "resolution", "value": resolution, **tcig_row("", rig, run, repeats, warmup, device)})
+    rig.size = base_size
+    guides = list(rig.pipe.segmenters)
+    pool = guides + [(seg, 1.0) for seg in rig.spare_segmenters]
+    for count in segmenter_counts:
+        if count > len(pool):
+            logger.warning("only %d segmenters to scale over; skipping %d", len(pool), count)
+            continue
+        rig.pipe.segmenters = pool[:count]
+        row = tcig_row("", rig, spec, repeats, warmup, device)
+        rows.append({"axis": "segmenters", "value": count, "names": [s.name for s, _ in pool[:count]], **row})
+    rig.pipe.segmenters = guides
+    for batch in batches:
+        rows.append(
+            {"axis": "batch", "value": batch, **tcig_row("", rig, replace(spec, batch=batch), repeats, warmup, device)}
+        )
+    for row in rows:
+        row.pop("name", None)
+    return rows

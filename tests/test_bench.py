@@ -154,7 +154,7 @@ def test_bench_writes_all_three_tables_with_ratios(configs, tmp_path, capsys):
     assert tcig["seconds"] > 0 and tcig["ratio"] == pytest.approx(tcig["seconds"] / main_rows[0]["seconds"])
     assert tcig["stage1_steps"] == 2 and tcig["stage1_s"] > 0 and tcig["stage2_s"] > 0
     levers = {r["lever"]: r for r in result["levers"]}
-    assert "stage 1 at reduced resolution" in levers and "8 CLIP crops in one forward" in " ".join(levers)
+    assert "stage 1 at 32 px instead of 64" in levers and "8 CLIP crops in one forward" in " ".join(levers)
     assert all(r["speedup"] > 0 for r in levers.values())
     assert levers["4 images per call (per image)"]["after"]["images"] == 4
     scaling = {(r["axis"], r["value"]): r for r in result["scaling"]}
@@ -178,6 +178,7 @@ def test_bench_writes_all_three_tables_with_ratios(configs, tmp_path, capsys):
         (["--arch", "sd99"], "unknown architecture 'sd99'"),
         (["--tables", "main,speed"], "unknown table(s) speed"),
         (["--repeats", "0"], "--repeats must be >= 1"),
+        (["--levers", "batch,warp"], "unknown lever(s) warp"),
     ],
 )
 def test_bench_bad_input_is_one_line_and_exit_2(args, message, tmp_path, capsys):

@@ -85,7 +85,7 @@ def test_stage1_lowers_the_segmentation_loss(tiny):
     assert images.shape == (1, 3, 32, 32) and 0 <= images.min() and images.max() <= 1
 
 
-def _run(tiny, seed, callback=None):
+def _run(tiny, seed, callback=None, compile_step=False):
     seg = load_segmenter(str(tiny["segformer"]))
     clip = CLIPScorer.from_pretrained(str(tiny["clip"]))
     gen = torch.Generator().manual_seed(seed)
@@ -99,6 +99,7 @@ def _run(tiny, seed, callback=None):
         generator=gen,
         progress=False,
         callback=callback,
+        compile_step=compile_step,
     )
 
 
@@ -111,6 +112,15 @@ def test_stage1_is_deterministic_for_a_generator_and_calls_back(tiny):
     assert not torch.equal(a, c)
     assert [s["step"] for s in seen] == [0, 1, 2, 3]
     assert {"loss", "clip", "seg", "images"} <= set(seen[0])
+
+
+def test_compiled_stage1_matches_eager(tiny):
+    """torch.compile of the loss (fixed shapes: the crops' randomness is drawn outside) gives the eager losses."""
+    eager, hist_eager = _run(tiny, 0)
+    compiled, hist_compiled = _run(tiny, 0, compile_step=True)
+    for a, b in zip(hist_eager, hist_compiled, strict=True):
+        assert abs(a["loss"] - b["loss"]) < 1e-3 * max(1.0, abs(a["loss"]))
+    assert torch.allclose(eager, compiled, atol=1e-3)
 
 
 def test_latent_parameterization_decodes_through_the_vae(tiny):

@@ -139,6 +139,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="stage-2 dtype: auto (float32 on CPU, float16 on GPU), "
         "float32, float16, bfloat16; stage 1 uses mixed precision on GPUs",
     )
+    run.add_argument(
+        "--compile",
+        nargs="?",
+        const="reduce-overhead",
+        metavar="MODE",
+        help="torch.compile the stage-1 loss (default mode reduce-overhead: CUDA graphs); pays off for several "
+        "images or a long run, since the first call compiles (docs/performance.md)",
+    )
+    run.add_argument(
+        "--channels-last", action="store_true", help="channels-last memory format (faster on GPUs, not on CPUs)"
+    )
     run.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     run.add_argument("-v", "--verbose", action="store_true", help="log details")
 
@@ -183,6 +194,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
     logger.info("loading models of '%s' on %s", model_set.name, device)
     pipe = TCIGPipeline.from_model_set(model_set, allow_pickle=args.allow_pickle, class_names=layout.classes)
     pipe.to(device, dtype)
+    pipe.compile_stage1 = args.compile or False
+    if args.channels_last:
+        pipe.set_channels_last()
     generator = torch.Generator().manual_seed(args.seed)
     try:
         output = pipe(

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from . import __version__
+from .bench.suite import LEVERS
 from .cli_eval import _ints, _words
 from .devices import resolve_device, resolve_dtype
 from .errors import ConfigError
@@ -62,6 +63,7 @@ def add_bench_parser(sub) -> None:
         help="add the torch.compile lever, with a compile mode (default, reduce-overhead, max-autotune); slow to "
         "compile",
     )
+    what.add_argument("--levers", type=_words, help="only these levers (default all): " + ",".join(LEVERS))
     what.add_argument("--resolutions", default="256,512,768,1024", type=_ints, help="scaling: output sizes")
     what.add_argument("--segmenter-counts", default="1,2,3", type=_ints, help="scaling: numbers of guides")
     what.add_argument("--batches", default="1,2,4", type=_ints, help="scaling: images per call")
@@ -100,6 +102,9 @@ def _check(args: argparse.Namespace) -> None:
     unknown = sorted(set(args.tables) - set(TABLES))
     if unknown:
         raise ConfigError(f"unknown table(s) {', '.join(unknown)}; choose from {', '.join(TABLES)}")
+    unknown = sorted(set(args.levers or []) - set(LEVERS))
+    if unknown:
+        raise ConfigError(f"unknown lever(s) {', '.join(unknown)}; choose from {', '.join(LEVERS)}")
     if args.repeats < 1 or args.warmup < 0:
         raise ConfigError("--repeats must be >= 1 and --warmup >= 0")
     if args.reference_steps < 1 or not 0 < args.img2img_strength <= 1:
@@ -155,7 +160,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if table == "main":
             result["main"] = suite.main_table(rig, spec, args.repeats, args.warmup, device)
         elif table == "levers":
-            result["levers"] = suite.lever_table(rig, spec, args.repeats, args.warmup, device, args.compile)
+            result["levers"] = suite.lever_table(
+                rig, spec, args.repeats, args.warmup, device, args.compile, args.levers
+            )
         else:
             result["scaling"] = suite.scaling_table(
                 rig, spec, args.repeats, args.warmup, device, args.resolutions, args.segmenter_counts, args.batches

@@ -93,6 +93,21 @@ class TCIGPipeline:
             self.refiner.to(self.device, dtype)
         return self
 
+    def modules(self) -> list[torch.nn.Module]:
+        """The networks: CLIP, each guiding segmenter, and the refiner's UNet and VAE."""
+        found = [self.clip.model] + [seg.model for seg, _ in self.segmenters]
+        inner = getattr(self.refiner, "pipeline", self.refiner)
+        found += [m for m in (getattr(inner, "unet", None), getattr(inner, "vae", None)) if m is not None]
+        return found
+
+    def set_channels_last(self, enabled: bool = True) -> TCIGPipeline:
+        """Channels-last memory format for every network: 1.2× faster end to end on an H200, slower on CPUs
+        (docs/performance.md)."""
+        layout = torch.channels_last if enabled else torch.contiguous_format
+        for module in self.modules():
+            module.to(memory_format=layout)
+        return self
+
     def output_size(self, layout: Layout, height: int | None, width: int | None, long_side: int) -> tuple[int, int]:
         """Explicit sizes win; a missing one follows the layout's aspect ratio with the long side ``long_side``."""
         h, w = layout.size

@@ -81,7 +81,7 @@ def random_clip(name: str, device: torch.device, tokenizer=None) -> CLIPScorer:
 
     config = read_config(name)
     with torch.device(device):
-        model = CLIPModel(_transformers_config(config))
+        model = CLIPModel(_transformers_config(config)).to(device)
     size = model.config.vision_config.image_size
     return CLIPScorer(model, tokenizer or byte_tokenizer(), ImageNorm(CLIP_MEAN, CLIP_STD, (size, size)), name)
 
@@ -98,7 +98,7 @@ def random_segmenter(name: str, device: torch.device) -> Segmenter:
     universal = config["model_type"] in UNIVERSAL_TYPES
     auto = AutoModelForUniversalSegmentation if universal else AutoModelForSemanticSegmentation
     with torch.device(device):
-        model = auto.from_config(hf_config)
+        model = auto.from_config(hf_config).to(device)  # Mask2Former makes some buffers on the CPU regardless
     wrapper = MaskClassificationSegmenter if universal else SemanticSegmenter
     return wrapper(model, ImageNorm(IMAGENET_MEAN, IMAGENET_STD, None), labels, name)
 

@@ -83,11 +83,13 @@ def plot_scaling(rows: list[dict], path: Path, title: str) -> Path | None:
         )
         ax.set_ylabel("seconds per image", color="tab:red")
         ax.set_xticks(xs)
+        ax.set_ylim(bottom=0)
         memory = [r["peak_mb"] / 1024 if r.get("peak_mb") else None for r in points]
         if any(m is not None for m in memory):
             twin = ax.twinx()
             twin.plot(xs, memory, "s--", color="tab:blue")
             twin.set_ylabel("peak memory (GiB)", color="tab:blue")
+            twin.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()

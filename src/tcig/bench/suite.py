@@ -77,27 +77,16 @@ def describe(spec: RunSpec) -> dict:
     }
 
 
-def _modules(rig: Rig) -> list[torch.nn.Module]:
-    pipe = rig.pipe
-    found = [pipe.clip.model] + [seg.model for seg, _ in pipe.segmenters] + [s.model for s in rig.spare_segmenters]
-    refiner = pipe.refiner
-    if refiner is not None:
-        inner = getattr(refiner, "pipeline", refiner)
-        found += [m for m in (getattr(inner, "unet", None), getattr(inner, "vae", None)) if m is not None]
-    return found
-
-
 def apply_switches(rig: Rig, spec: RunSpec) -> None:
     """Set the pipeline's speed switches (memory format, attention kernels, autocast, compile) to ``spec``'s."""
     pipe = rig.pipe
     pipe.stage1_autocast = spec.autocast
     pipe.compile_stage1 = spec.compile
-    switches = (spec.channels_last, spec.attention, len(pipe.segmenters))
-    if rig.switches == switches:
+    switches = (spec.channels_last, spec.attention, tuple(id(seg) for seg, _ in pipe.segmenters))
+    if rig.switches == switches:  # the scaling table swaps segmenters in: they get the switches then
         return
-    layout = torch.channels_last if spec.channels_last else torch.contiguous_format
-    for module in _modules(rig):
-        module.to(memory_format=layout)
+    pipe.set_channels_last(spec.channels_last)
+    for module in pipe.modules():
         set_attention(module, spec.attention)
     rig.switches = switches
 
@@ -190,52 +179,84 @@ def main_table(rig: Rig, spec: RunSpec, repeats: int, warmup: int, device: torch
     return rows
 
 
+LEVERS = (
+    "resolution",
+    "early-stop",
+    "stage2-steps",
+    "batch",
+    "sync",
+    "channels-last",
+    "sdpa",
+    "autocast",
+    "compile",
+    "crops",
+)
+"""Keys of the speed levers, for ``--levers``."""
+
+
 def levers(
     rig: Rig, spec: RunSpec, device: torch.device, compile_mode: str | None
-) -> list[tuple[str, RunSpec, RunSpec]]:
-    """(lever, off, on): each lever switched off and on from the defaults, the rest unchanged."""
+) -> dict[str, tuple[str, RunSpec, RunSpec]]:
+    """key -> (lever, off, on): each lever switched off and on from the defaults, the rest unchanged."""
     reduced = spec.stage1_size if spec.stage1_size and spec.stage1_size < rig.size else rig.size // 2
     patience = spec.stage1.patience or 10
     more_steps = max(50, spec.stage2.steps + 20)
-    found = [
-        ("stage 1 at reduced resolution", replace(spec, stage1_size=rig.size), replace(spec, stage1_size=reduced)),
-        (
-            "early stopping of stage 1",
+    found = {
+        "resolution": (
+            f"stage 1 at {reduced} px instead of {rig.size}",
+            replace(spec, stage1_size=rig.size),
+            replace(spec, stage1_size=reduced),
+        ),
+        "early-stop": (
+            f"early stopping of stage 1 (patience {patience})",
             replace(spec, stage1=replace(spec.stage1, patience=0)),
             replace(spec, stage1=replace(spec.stage1, patience=patience)),
         ),
-        (
+        "stage2-steps": (
             f"fewer stage-2 steps ({more_steps} -> {spec.stage2.steps})",
             replace(spec, stage2=replace(spec.stage2, steps=more_steps)),
             spec,
         ),
-        ("4 images per call (per image)", replace(spec, batch=1, calls=4), replace(spec, batch=4, calls=1)),
-        ("losses read back every 10 steps", replace(spec, sync_every_step=True), spec),
-        ("channels-last memory format", replace(spec, channels_last=False), replace(spec, channels_last=True)),
-        ("fused attention (SDPA)", replace(spec, attention="eager"), replace(spec, attention="sdpa")),
-    ]
+        "batch": ("4 images per call (per image)", replace(spec, batch=1, calls=4), replace(spec, batch=4, calls=1)),
+        "sync": ("losses read back every 10 steps", replace(spec, sync_every_step=True), spec),
+        "channels-last": (
+            "channels-last memory format",
+            replace(spec, channels_last=False),
+            replace(spec, channels_last=True),
+        ),
+        "sdpa": ("fused attention (SDPA)", replace(spec, attention="eager"), replace(spec, attention="sdpa")),
+    }
     if device.type == "cuda":
-        found.append(("bf16/fp16 autocast in stage 1", replace(spec, autocast=False), replace(spec, autocast=True)))
+        found["autocast"] = ("bf16 autocast in stage 1", replace(spec, autocast=False), replace(spec, autocast=True))
     if compile_mode:
-        found.append(
-            (
-                f"torch.compile ({compile_mode}) of the stage-1 loss",
-                replace(spec, compile=False),
-                replace(spec, compile=compile_mode),
-            )
+        found["compile"] = (
+            f"torch.compile ({compile_mode}) of the stage-1 loss",
+            replace(spec, compile=False),
+            replace(spec, compile=compile_mode),
         )
     return found
 
 
-def lever_table(rig: Rig, spec: RunSpec, repeats: int, warmup: int, device: torch.device, compile_mode: str | None):
+def lever_table(
+    rig: Rig,
+    spec: RunSpec,
+    repeats: int,
+    warmup: int,
+    device: torch.device,
+    compile_mode: str | None,
+    only: list[str] | None = None,
+) -> list[dict]:
     rows = []
-    for name, off, on in levers(rig, spec, device, compile_mode):
+    for key, (name, off, on) in levers(rig, spec, device, compile_mode).items():
+        if only and key not in only:
+            continue
         before = tcig_row(f"{name} (off)", rig, off, repeats, warmup, device)
         after = tcig_row(f"{name} (on)", rig, on, repeats, warmup, device)
         ok = before["seconds"] is not None and after["seconds"] is not None
         rows.append(
             {
                 "lever": name,
+                "key": key,
                 "before_s_per_image": before["seconds_per_image"],
                 "after_s_per_image": after["seconds_per_image"],
                 "speedup": before["seconds_per_image"] / after["seconds_per_image"] if ok else None,
@@ -244,7 +265,8 @@ def lever_table(rig: Rig, spec: RunSpec, repeats: int, warmup: int, device: torc
             }
         )
         logger.info("%s: %s -> %s s/image", name, before["seconds_per_image"], after["seconds_per_image"])
-    rows.append(crop_batching_row(rig, spec, device, repeats))
+    if not only or "crops" in only:
+        rows.append(crop_batching_row(rig, spec, device, repeats))
     return rows
 
 
@@ -270,6 +292,7 @@ def crop_batching_row(rig: Rig, spec: RunSpec, device: torch.device, repeats: in
     after, _ = timed(lambda: [batched() for _ in range(steps)], device, repeats, 1)
     return {
         "lever": f"{n} CLIP crops in one forward (CLIP forward+backward per stage-1 step)",
+        "key": "crops",
         "before_s_per_image": before.seconds / steps,
         "after_s_per_image": after.seconds / steps,
         "speedup": before.seconds / after.seconds,

@@ -81,33 +81,28 @@ def clip_quality(folder: Path, scenes: SceneSet, group: int = 100) -> dict:
 
 @torch.no_grad()
 def diffusion_samples(folder: Path, captions: list[str], steps: int, guidance: float, seed: int) -> torch.Tensor:
-    from diffusers import AutoPipelineForText2Image
+    """Text-to-image samples of a refiner folder (the latent ``sd/`` or the image-space ``pixel/`` model)."""
+    from ..refiners import Stage2Settings, load_refiner
 
-    pipe = AutoPipelineForText2Image.from_pretrained(str(folder), use_safetensors=True)
-    pipe.set_progress_bar_config(disable=True)
+    refiner = load_refiner(str(folder))
+    settings = Stage2Settings(steps=steps, guidance_scale=guidance)
     generator = torch.Generator().manual_seed(seed)
     return torch.cat(
         [
-            pipe(
-                prompt=captions[part],
-                num_inference_steps=steps,
-                guidance_scale=guidance,
-                generator=generator,
-                output_type="pt",
-                height=64,
-                width=64,
-            ).images.float()
+            refiner.text_to_image(captions[part], 64, 64, settings, generator=generator, progress=False)
             for part in _chunks(len(captions), 32)
         ]
     )
 
 
 def diffusion_quality(
-    models: Path, scenes: SceneSet, count: int, steps: int, guidance: float
+    models: Path, name: str, scenes: SceneSet, count: int, steps: int, guidance: float
 ) -> tuple[dict, torch.Tensor]:
+    """KID (in the bundled CLIP's image features) and CLIP score of ``models/name``'s samples for held-out
+    captions, against the rendered scenes of those captions."""
     clip = CLIPScorer.from_pretrained(str(models / "clip"))
     real, _ = to_tensors(scenes.images[:count], scenes.labels[:count])
-    fake = diffusion_samples(models / "sd", scenes.captions[:count], steps, guidance, seed=0)
+    fake = diffusion_samples(models / name, scenes.captions[:count], steps, guidance, seed=0)
     g = torch.Generator().manual_seed(0)
     kid, kid_std = kernel_inception_distance(clip_features(clip, real), clip_features(clip, fake), generator=g)
     # Reference: KID between two disjoint sets of real scenes, the floor a perfect generator would reach.
@@ -144,9 +139,10 @@ def sample_grid(real: torch.Tensor, fake: torch.Tensor, path: Path, columns: int
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tcig.scenes.quality", description=__doc__.splitlines()[0])
-    parser.add_argument("--models", type=Path, required=True, help="folder with segformer/, evaluator/, clip/, sd/")
+    parser.add_argument("--models", type=Path, required=True, help="folder of segformer/ evaluator/ clip/ sd/ pixel/")
     parser.add_argument("--out", type=Path, default=Path("docs/scenes_quality.json"))
     parser.add_argument("--grid", type=Path, default=Path("docs/scenes_samples.png"))
+    parser.add_argument("--pixel-grid", type=Path, default=Path("docs/scenes_samples_pixel.png"))
     parser.add_argument("--scenes", type=int, default=1000, help="held-out scenes for mIoU and retrieval")
     parser.add_argument("--samples", type=int, default=200, help="diffusion samples for KID")
     parser.add_argument("--steps", type=int, default=30)
@@ -160,11 +156,13 @@ def main(argv: list[str] | None = None) -> int:
             report[name] = segmenter_quality(args.models / name, scenes)
     if (args.models / "clip").is_dir():
         report["clip"] = clip_quality(args.models / "clip", scenes)
-    if (args.models / "sd").is_dir():
-        report["diffusion"], fake = diffusion_quality(
-            args.models, scenes, args.samples, args.steps, args.guidance_scale
-        )
-        sample_grid(to_tensors(scenes.images[:32], scenes.labels[:32])[0], fake[:32], args.grid)
+    real = to_tensors(scenes.images[:32], scenes.labels[:32])[0]
+    for name, key, grid in (("sd", "diffusion", args.grid), ("pixel", "pixel_diffusion", args.pixel_grid)):
+        if (args.models / name).is_dir():
+            report[key], fake = diffusion_quality(
+                args.models, name, scenes, args.samples, args.steps, args.guidance_scale
+            )
+            sample_grid(real, fake[:32], grid)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))

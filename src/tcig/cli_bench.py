@@ -76,13 +76,25 @@ def add_bench_parser(sub) -> None:
     run.add_argument("-v", "--verbose", action="store_true", help="log details")
 
 
+def cpu_name() -> str:
+    """The processor's model name (Linux ``/proc/cpuinfo``), else what ``platform`` knows."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def environment(device: torch.device, dtype: torch.dtype) -> dict:
     import diffusers
     import transformers
 
     env = {
         "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
         "cpu_threads": torch.get_num_threads(),
         "dtype": str(dtype).removeprefix("torch."),
         "stage1_autocast": "bf16/fp16 on CUDA, none on CPU",

@@ -101,7 +101,7 @@ class TCIGPipeline:
         return found
 
     def set_channels_last(self, enabled: bool = True) -> TCIGPipeline:
-        """Channels-last memory format for every network: 1.2× faster end to end on an H200, slower on CPUs
+        """Channels-last memory format for every network: 1.2× faster end to end on an H200, no gain on 2 CPU cores
         (docs/performance.md)."""
         layout = torch.channels_last if enabled else torch.contiguous_format
         for module in self.modules():

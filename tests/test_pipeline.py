@@ -51,6 +51,18 @@ def test_identical_generators_give_identical_images(pipe):
     assert not torch.equal(a.images, c.images)
 
 
+def test_channels_last_changes_the_memory_format_not_the_images(tiny):
+    pipe = TCIGPipeline.from_model_set(str(tiny["model_set"]))
+    before = pipe("a boat", _layout(), stage1=FAST, stage2=STAGE2, generator=_gen(5), progress=False)
+    pipe.set_channels_last()
+    convs = [m.weight for net in pipe.modules() for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
+    after = pipe("a boat", _layout(), stage1=FAST, stage2=STAGE2, generator=_gen(5), progress=False)
+    assert torch.allclose(before.images, after.images, atol=1e-3)
+    pipe.set_channels_last(False)
+    assert all(w.is_contiguous() for w in convs)
+
+
 def test_reduced_stage1_size_is_upsampled_into_stage2(pipe):
     out = pipe(
         "a boat", _layout(), stage1=FAST, stage2=STAGE2, stage1_size=32, num_images=2, generator=_gen(), progress=False

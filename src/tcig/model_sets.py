@@ -65,6 +65,10 @@ class ModelSet:
 BUNDLED = Path(__file__).parent / "bundled" / "scenes"
 """The models trained in the synthetic scenes world (``python -m tcig.scenes.train``), shipped with the package."""
 
+SCENES_STAGE1 = {"steps": 100, "lr": 0.03, "seg_noise": 0.1, "seg_loss": "ce"}
+"""Stage-1 settings of the scenes sets, chosen with `tcig eval` on 12 tuning scenes (seeds 9,500,000+, apart from
+the evaluation cases): see the README's evaluation section for the commands and figures."""
+
 BUILTIN = {
     "scenes": ModelSet(
         "scenes",
@@ -75,9 +79,18 @@ BUILTIN = {
         description="bundled offline models of the synthetic scenes world (12 classes, 64 px): CLIP, SegFormer, "
         "latent diffusion; evaluator UperNet-ConvNeXt",
         evaluator=str(BUNDLED / "evaluator"),
-        # Chosen with `tcig eval` on 12 tuning scenes (seeds 9,500,000+, apart from the evaluation cases): see the
-        # README's evaluation section for the commands and figures.
-        stage1={"steps": 100, "lr": 0.03, "seg_noise": 0.1, "seg_loss": "ce"},
+        stage1=SCENES_STAGE1,
+        stage2={"strength": 0.25, "steps": 30, "guidance_scale": 4.0},
+    ),
+    "scenes-pixel": ModelSet(
+        "scenes-pixel",
+        str(BUNDLED / "clip"),
+        ((str(BUNDLED / "segformer"), 1.0),),
+        str(BUNDLED / "pixel"),
+        64,
+        description="the bundled scenes models with the image-space diffusion model as stage 2 (SDEdit on pixels)",
+        evaluator=str(BUNDLED / "evaluator"),
+        stage1=SCENES_STAGE1,
         stage2={"strength": 0.25, "steps": 30, "guidance_scale": 4.0},
     ),
     "sd15": ModelSet(
@@ -89,7 +102,8 @@ BUILTIN = {
         stage1_size=256,
         description="CLIP ViT-B/32, SegFormer-B0 (ADE20K, 150 classes), Stable Diffusion 1.5 img2img at 512 "
         "(stage 1 at 256)",
-        # Stage 1 at 256 px with 100 steps keeps TCIG within ControlNet's time on a GPU (docs/performance.md).
+        # 100 stage-1 steps (not 150) at 256 px: stage 1 is launch-bound on GPUs, so its time follows the step
+        # count, not the size (docs/performance.md); 256 px also halves stage 1's memory and its CPU time.
         stage1={"steps": 100},
         stage2={"strength": 0.6, "steps": 30},
     ),

@@ -149,9 +149,9 @@ def run_stage1(
     ``text_embeds[B,D]`` are CLIP's unit-norm prompt embeddings (one per image). All randomness (crops, noise) is
     drawn from ``generator`` outside the loss function, so an identical generator gives identical results on the
     same device and ``compile_step`` (``torch.compile`` of the loss; True or a compile mode such as
-    ``"reduce-overhead"``) sees fixed shapes. Without a ``callback`` the
-    losses are read back from the device every ``SYNC_EVERY`` steps only, so the host can queue work ahead; the
-    finiteness and early-stopping checks then run at those points.
+    ``"reduce-overhead"``) sees fixed shapes. Without a ``callback`` the losses are read back from the device every
+    ``SYNC_EVERY`` steps only, so the host can queue work ahead; the finiteness and early-stopping checks then run
+    at those points (a non-finite loss is reported with the step where it first appeared).
     """
     device = next(param.parameters()).device
     params = [p for p in param.parameters() if p.requires_grad]

@@ -161,7 +161,7 @@ def _ddim():
 
 def train_unet(out: Path, work: Path, steps: int, count: int, progress: bool = True) -> dict:
     """The latent text-to-image UNet, conditioned on the bundled CLIP's text encoder (frozen); saved with the VAE as
-    a Stable-Diffusion-layout img2img pipeline."""
+    a Stable-Diffusion-layout img2img pipeline, the UNet in float16 (it loads as float32) to fit the bundle."""
     from diffusers import AutoencoderKL, DDPMScheduler, StableDiffusionImg2ImgPipeline
 
     data = scene_set("diffusion", count, arch.IMAGE_SIZE, work / "cache")
@@ -182,7 +182,7 @@ def train_unet(out: Path, work: Path, steps: int, count: int, progress: bool = T
         vae=vae,
         text_encoder=text_encoder,
         tokenizer=tokenizer,
-        unet=unet,
+        unet=unet.half(),
         scheduler=_ddim(),
         safety_checker=None,
         feature_extractor=None,

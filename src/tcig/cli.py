@@ -1,4 +1,4 @@
-"""The ``tcig`` command line: ``tcig generate``, ``tcig eval``, ``tcig bench`` and ``tcig models``."""
+"""The ``tcig`` command line: ``tcig generate``, ``tcig batch``, ``tcig eval``, ``tcig bench`` and ``tcig models``."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from . import __version__
+from .cli_batch import add_batch_parser, cmd_batch
 from .cli_bench import add_bench_parser, cmd_bench
 from .cli_eval import add_eval_parser, cmd_eval
 from .devices import resolve_device, resolve_dtype
@@ -155,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_eval_parser(sub)
     add_bench_parser(sub)
+    add_batch_parser(sub)
     sub.add_parser("models", help="list the built-in model sets")
     return parser
 
@@ -255,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_models()
     _configure_logging(args.verbose)
     try:
-        commands = {"eval": cmd_eval, "bench": cmd_bench, "generate": cmd_generate}
+        commands = {"eval": cmd_eval, "bench": cmd_bench, "batch": cmd_batch, "generate": cmd_generate}
         return commands[args.command](args)
     except torch.cuda.OutOfMemoryError:
         print("tcig: error: out of GPU memory; lower --num-images or the image size", file=sys.stderr)

@@ -3,7 +3,8 @@
 ``python -m tcig.scenes.quality --models DIR`` prints and writes (JSON):
 - guiding and evaluator segmenter mIoU on freshly rendered scenes (the ceiling of any controllability figure);
 - CLIP text→image retrieval accuracy (top-1 / top-5 among groups of 100 held-out scenes);
-- KID of text-to-image diffusion samples against rendered scenes, in the bundled CLIP's image-feature space;
+- KID of text-to-image samples of the latent (`sd/`) and image-space (`pixel/`) diffusion models against rendered
+  scenes, in the bundled CLIP's image-feature space;
 - a grid of rendered scenes above diffusion samples for the same captions.
 """
 
@@ -147,18 +148,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=200, help="diffusion samples for KID")
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--guidance-scale", type=float, default=4.0)
+    parser.add_argument(
+        "--only",
+        default="segformer,evaluator,clip,sd,pixel",
+        help="comma-separated models to measure; the others keep their figures in --out",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    only = {m.strip() for m in args.only.split(",")}
     scenes = scene_set("heldout", max(args.scenes, 2 * args.samples))
-    report = {"heldout_seeds": "9000000+"}
+    report = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    report["heldout_seeds"] = "9000000+"
     for name in ("segformer", "evaluator"):
-        if (args.models / name).is_dir():
+        if name in only and (args.models / name).is_dir():
             report[name] = segmenter_quality(args.models / name, scenes)
-    if (args.models / "clip").is_dir():
+    if "clip" in only and (args.models / "clip").is_dir():
         report["clip"] = clip_quality(args.models / "clip", scenes)
     real = to_tensors(scenes.images[:32], scenes.labels[:32])[0]
     for name, key, grid in (("sd", "diffusion", args.grid), ("pixel", "pixel_diffusion", args.pixel_grid)):
-        if (args.models / name).is_dir():
+        if name in only and (args.models / name).is_dir():
             report[key], fake = diffusion_quality(
                 args.models, name, scenes, args.samples, args.steps, args.guidance_scale
             )

@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from tcig.cli import build_parser, main
@@ -212,3 +213,52 @@ def test_bad_settings_fail_before_any_model_loads(tiny, spec, tmp_path, capsys, 
     code = _run(tiny, tmp_path / "o", "--layout", spec, option, value)
     err = capsys.readouterr().err
     assert code == 2 and message in err
+
+
+def test_pickle_only_model_is_refused_unless_allowed(tiny, spec, tmp_path, capsys):
+    folder = tmp_path / "pickled"
+    folder.mkdir()
+    (folder / "config.json").write_text((tiny["segformer"] / "config.json").read_text())
+    (folder / "pytorch_model.bin").write_bytes(b"\x80\x02not really a pickle")
+    err = _error(tiny, tmp_path, capsys, "--layout", spec, "--segmenter", folder)
+    assert "--allow-pickle" in err and "pickled" in err
+
+
+def test_corrupt_model_folder(tiny, spec, tmp_path, capsys):
+    folder = tmp_path / "corrupt"
+    folder.mkdir()
+    (folder / "config.json").write_text((tiny["segformer"] / "config.json").read_text())
+    (folder / "model.safetensors").write_bytes(b"\x00" * 64)
+    err = _error(tiny, tmp_path, capsys, "--layout", spec, "--segmenter", folder)
+    assert "could not load the segmenter" in err
+
+
+@pytest.mark.parametrize("option", ["--lr", "--clip-weight"])
+def test_non_finite_settings_are_refused(tiny, spec, tmp_path, capsys, option):
+    err = _error(tiny, tmp_path, capsys, "--layout", spec, option, "nan")
+    assert "finite" in err
+
+
+def test_nan_in_a_loss_stops_and_names_the_step(tiny, spec, tmp_path, capsys, monkeypatch):
+    from tcig.segmenters import SemanticSegmenter
+
+    forward = SemanticSegmenter.forward
+    calls = []
+
+    def poisoned(self, images, queries=None):
+        calls.append(1)
+        logits = forward(self, images, queries)
+        return logits * float("nan") if len(calls) > 2 else logits
+
+    monkeypatch.setattr(SemanticSegmenter, "forward", poisoned)
+    err = _error(tiny, tmp_path, capsys, "--layout", spec, "--steps", "6")
+    assert "the stage-1 loss became nan at step 2" in err and "lower --lr" in err
+
+
+def test_out_of_memory_names_the_options_that_lower_it(tiny, spec, tmp_path, capsys, monkeypatch):
+    def out_of_memory(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setattr("tcig.pipeline.TCIGPipeline.__call__", out_of_memory)
+    err = _error(tiny, tmp_path, capsys, "--layout", spec)
+    assert "out of GPU memory" in err and "--num-images" in err and "--stage1-size" in err

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
@@ -61,6 +62,8 @@ class Stage2Settings:
     negative_prompt: str | None = None
 
     def check(self) -> None:
+        if not math.isfinite(self.guidance_scale):
+            raise ConfigError(f"--guidance-scale must be a finite number, got {self.guidance_scale}")
         if not 0 < self.strength <= 1:
             raise ConfigError(f"--strength must be in (0, 1], got {self.strength}")
         if int(self.steps * self.strength) < 1:

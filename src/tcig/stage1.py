@@ -60,6 +60,9 @@ class Stage1Settings:
             raise ConfigError(
                 "stage 1 needs --crop-noise, --seg-noise, --pyramid-finest >= 0 and --pyramid-levels >= 1"
             )
+        numbers = (self.lr, self.clip_weight, self.crop_min, self.crop_noise, self.seg_noise, self.min_improvement)
+        if not all(math.isfinite(v) for v in numbers):
+            raise ConfigError("stage-1 settings must be finite numbers (got nan or inf in --lr, --clip-weight, ...)")
         if self.patience < 0 or not 0 <= self.min_improvement < 1:
             raise ConfigError("stage 1 needs --patience >= 0 (0 = off) and --min-improvement in [0, 1)")
         if self.seg_loss not in ("mse", "ce"):

@@ -136,4 +136,3 @@ def test_mask_folders_with_random_files(files):
         for name, data in files.items():
             (folder / name).write_bytes(data)
         _check(folder)
-

@@ -6,6 +6,7 @@ SegFormer that guides stage 1.
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from tcig import TCIGPipeline
@@ -17,8 +18,10 @@ from tcig.segmenters import load_segmenter
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
-def test_tcig_follows_the_layout_where_diffusion_alone_does_not():
-    scenes = BUILTIN["scenes"]
+@pytest.mark.parametrize("model_set", ["scenes", "scenes-pixel"])
+def test_tcig_follows_the_layout_where_diffusion_alone_does_not(model_set):
+    """The latent set, and the image-space set (stage 2 as SDEdit on pixels, the paper's second refiner)."""
+    scenes = BUILTIN[model_set]
     assert scenes.evaluator not in [ref for ref, _ in scenes.segmenters]
     pipe = TCIGPipeline.from_model_set(scenes)
     evaluator = load_segmenter(scenes.evaluator)
@@ -29,8 +32,8 @@ def test_tcig_follows_the_layout_where_diffusion_alone_does_not():
         [layout.prompt] * 2, 64, 64, scenes.stage2_settings(), torch.Generator().manual_seed(0), progress=False
     )
     baseline = layout_scores(evaluator, alone, out.layout)["miou"]
-    # Measured on 2026-11-26 with the bundled models and the set's defaults: TCIG 0.638, diffusion alone 0.253 (the
-    # evaluator's own ceiling on rendered scenes is 0.918). Issue 3 asks for >= 0.6 while diffusion alone stays far
-    # below it.
+    # Measured on 2026-11-26 with the bundled models and the sets' defaults: latent TCIG 0.638, diffusion alone
+    # 0.253; image-space TCIG 0.756, its diffusion alone 0.137 (the evaluator's own ceiling on rendered scenes is
+    # 0.918). Issue 3 asks for >= 0.6 while diffusion alone stays far below it.
     assert tcig >= 0.6, f"TCIG evaluator mIoU {tcig:.3f}"
     assert baseline <= tcig - 0.25, f"diffusion alone {baseline:.3f} vs TCIG {tcig:.3f}"

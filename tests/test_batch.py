@@ -12,18 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from tiny_models import BOAT_SPEC
 
 from tcig.cli import main
 
-SPEC = {
-    "prompt": "a boat on the sea under the sky",
-    "size": [64, 48],
-    "background": "sky",
-    "regions": [
-        {"class": "sea", "shape": "rectangle", "box": [0, 24, 64, 48]},
-        {"class": "boat", "shape": "ellipse", "box": [16, 28, 48, 40]},
-    ],
-}
+SPEC = BOAT_SPEC
 FAST = {"steps": 3, "num_crops": 2, "stage2_steps": 4}
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,21 +28,13 @@ def _manifest(tmp_path: Path, entries: list[dict]) -> Path:
     return path
 
 
+def _args(tiny, manifest, out) -> list[str]:
+    return ["batch", str(manifest), "--out", str(out), "--models", str(tiny["model_set"]), "--no-progress",
+            "--device", "cpu"]  # fmt: skip
+
+
 def _batch(tiny, manifest, out, *extra):
-    return main(
-        [
-            "batch",
-            str(manifest),
-            "--out",
-            str(out),
-            "--models",
-            str(tiny["model_set"]),
-            "--no-progress",
-            "--device",
-            "cpu",
-            *extra,
-        ]
-    )
+    return main([*_args(tiny, manifest, out), *extra])
 
 
 def _summary(out: Path) -> dict:
@@ -119,27 +104,10 @@ def _pixels(folder: Path) -> dict[str, np.ndarray]:
 def test_two_accelerate_processes_give_the_files_of_one(tiny, tmp_path):
     # accelerate's torchrun launcher (--multi_gpu) runs the 2 processes; on a CPU they talk over gloo
     manifest = _manifest(tmp_path, [{"seed": s} for s in range(4)])
-    common = ["batch", str(manifest), "--models", str(tiny["model_set"]), "--no-progress", "--device", "cpu"]
-    one = _cli(sys.executable, "-m", "tcig", *common, "--out", str(tmp_path / "one"))
-    two = _cli(
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        "-m",
-        "tcig",
-        *common,
-        "--out",
-        str(tmp_path / "two"),
-    )
+    one = _cli(sys.executable, "-m", "tcig", *_args(tiny, manifest, tmp_path / "one"))
+    launch = ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+              "--mixed_precision", "no", "--dynamo_backend", "no"]  # fmt: skip
+    two = _cli(sys.executable, *launch, "-m", "tcig", *_args(tiny, manifest, tmp_path / "two"))
     for proc in (one, two):
         _, err = proc.communicate(timeout=600)
         assert proc.returncode == 0, err[-2000:]
@@ -152,20 +120,7 @@ def test_two_accelerate_processes_give_the_files_of_one(tiny, tmp_path):
 def test_sigkill_leaves_no_partial_output_and_a_rerun_completes_the_rest(tiny, tmp_path):
     manifest = _manifest(tmp_path, [{"seed": s, "steps": 40} for s in range(6)])
     out = tmp_path / "out"
-    args = [
-        sys.executable,
-        "-m",
-        "tcig",
-        "batch",
-        str(manifest),
-        "--out",
-        str(out),
-        "--models",
-        str(tiny["model_set"]),
-        "--no-progress",
-        "--device",
-        "cpu",
-    ]
+    args = [sys.executable, "-m", "tcig", *_args(tiny, manifest, out)]
     proc = _cli(*args)
     deadline = time.monotonic() + 300
     while len(list(out.glob("scene_s*.json"))) < 2 and time.monotonic() < deadline and proc.poll() is None:

@@ -8,18 +8,11 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tiny_models import BOAT_SPEC
 
 from tcig.cli import build_parser, main
 
-SPEC = {
-    "prompt": "a boat on the sea under the sky",
-    "size": [64, 48],
-    "background": "sky",
-    "regions": [
-        {"class": "sea", "shape": "rectangle", "box": [0, 24, 64, 48]},
-        {"class": "boat", "shape": "ellipse", "box": [16, 28, 48, 40], "text": "a red boat"},
-    ],
-}
+SPEC = BOAT_SPEC
 FAST = ["--steps", "3", "--crops", "2", "--stage2-steps", "4", "--no-progress"]
 
 

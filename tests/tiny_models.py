@@ -13,6 +13,16 @@ import torch
 
 SEG_LABELS = ["wall", "building", "sky", "floor", "tree", "sea", "boat", "sand"]
 M2F_LABELS = ["sky", "sea", "boat", "tree", "grass"]
+BOAT_SPEC = {
+    "prompt": "a boat on the sea under the sky",
+    "size": [64, 48],
+    "background": "sky",
+    "regions": [
+        {"class": "sea", "shape": "rectangle", "box": [0, 24, 64, 48]},
+        {"class": "boat", "shape": "ellipse", "box": [16, 28, 48, 40], "text": "a red boat"},
+    ],
+}
+"""A JSON layout spec in the tiny models' classes."""
 
 
 def byte_level_tokenizer(folder: Path):

@@ -44,7 +44,9 @@ def cmd_batch(args: argparse.Namespace) -> int:
     out_dir = prepare_out_dir(args.out)
     model_set = load_model_set(args.models)
     state = PartialState(cpu=args.device == "cpu")
-    device = state.device if args.device == "auto" else resolve_device(args.device)
+    device = resolve_device(args.device)  # an unavailable device fails here
+    if args.device in ("auto", "cuda"):
+        device = state.device  # each process's own GPU under accelerate launch
     dtype = resolve_dtype(args.dtype, device)
     if state.is_main_process:
         remove_stale_staging(out_dir)

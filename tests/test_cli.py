@@ -255,3 +255,27 @@ def test_out_of_memory_names_the_options_that_lower_it(tiny, spec, tmp_path, cap
     monkeypatch.setattr("tcig.pipeline.TCIGPipeline.__call__", out_of_memory)
     err = _error(tiny, tmp_path, capsys, "--layout", spec)
     assert "out of GPU memory" in err and "--num-images" in err and "--stage1-size" in err
+
+
+def test_legend_naming_an_unknown_class(tiny, tmp_path, capsys):
+    image = np.zeros((8, 8, 3), dtype=np.uint8)
+    image[4:] = (0, 0, 255)
+    Image.fromarray(image).save(tmp_path / "l.png")
+    legend = {"legend": {"#000000": "sky", "#0000ff": "seaa"}}
+    (tmp_path / "l.legend.json").write_text(json.dumps(legend))
+    err = _error(tiny, tmp_path, capsys, "--layout", tmp_path / "l.png", "--prompt", "x")
+    assert "seaa" in err and "sea" in err.split("seaa", 1)[1]
+
+
+def test_layout_over_the_pixel_limit(tiny, tmp_path, capsys):
+    """A PNG whose header claims 30000 x 30000 pixels is refused before anything is decoded."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", 30000, 30000, 8, 0, 0, 0, 0)
+    (tmp_path / "big.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b""))
+    err = _error(tiny, tmp_path, capsys, "--layout", tmp_path / "big.png", "--vocabulary", "voc", "--prompt", "x")
+    assert "too large" in err and "900,000,000 pixels" in err

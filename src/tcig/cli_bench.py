@@ -6,7 +6,7 @@ import argparse
 import json
 import logging
 import platform
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -158,7 +158,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         "environment": environment(device, dtype),
         "rig": rig.description,
         "size": rig.size,
-        "defaults": suite.describe(spec),
+        "defaults": asdict(spec),
         "repeats": args.repeats,
         "warmup": args.warmup,
     }

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import statistics
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -60,21 +60,10 @@ def timed(fn: Callable[[], object], device: torch.device, repeats: int, warmup: 
     return Timing(statistics.median(runs), peak, runs), result
 
 
-def default_spec(rig: Rig, stage1_steps: int | None, stage2_steps: int | None, batch: int = 1) -> RunSpec:
-    """The model set's tuned defaults, with the step counts overridden when given."""
+def default_spec(rig: Rig, stage1_steps: int | None, stage2_steps: int | None) -> RunSpec:
+    """The rig's model-set defaults, with the step counts overridden when given."""
     ms = rig.pipe.model_set
-    stage1 = ms.stage1_settings(steps=stage1_steps) if ms else Stage1Settings()
-    stage2 = ms.stage2_settings(steps=stage2_steps) if ms else Stage2Settings()
-    return RunSpec(stage1, stage2, ms.stage1_size if ms else None, batch)
-
-
-def describe(spec: RunSpec) -> dict:
-    return {
-        "stage1": asdict(spec.stage1),
-        "stage2": asdict(spec.stage2),
-        "stage1_size": spec.stage1_size,
-        **{k: v for k, v in asdict(spec).items() if k not in ("stage1", "stage2", "stage1_size")},
-    }
+    return RunSpec(ms.stage1_settings(steps=stage1_steps), ms.stage2_settings(steps=stage2_steps), ms.stage1_size)
 
 
 def apply_switches(rig: Rig, spec: RunSpec) -> None:

@@ -71,6 +71,16 @@ def test_reduced_stage1_size_is_upsampled_into_stage2(pipe):
     assert out.images.shape == (2, 3, 48, 64) and out.stage1_images.shape == (2, 3, 48, 64)
 
 
+def test_model_set_stage1_size_never_exceeds_the_output(tiny):
+    pipe = TCIGPipeline.from_model_set(str(tiny["model_set"]))
+    pipe.stage1_size = 256  # like sd15's 256 px stage 1, asked for a 64-px image
+    out = pipe("a boat", _layout(), stage1=FAST, refine=False, generator=_gen(), progress=False)
+    assert out.settings["stage1_size"] == [48, 64]
+    pipe.stage1_size = 32
+    out = pipe("a boat", _layout(), stage1=FAST, refine=False, generator=_gen(), progress=False)
+    assert out.settings["stage1_size"] == [24, 32]
+
+
 def test_latent_parameterization(pipe):
     out = pipe(
         "a boat",

@@ -199,7 +199,9 @@ class TCIGPipeline:
         self.check_inputs(prompt, layout, parameterization, stage2, stage1, num_images)
         height, width = self.output_size(layout, height, width, self.resolution)
         layout = layout.resized(height, width, fit)
-        h1, w1 = self.output_size(layout, None, None, stage1_size or self.stage1_size or max(height, width))
+        long_side = max(height, width)
+        # the model set's stage-1 size is a ceiling (never above the output); an explicit stage1_size is used as given
+        h1, w1 = self.output_size(layout, None, None, stage1_size or min(self.stage1_size or long_side, long_side))
         layout_s1 = layout.resized(h1, w1, "stretch")
         terms = self.seg_terms(layout_s1, num_images)
         prompts = [prompt] * num_images

@@ -108,7 +108,7 @@ def run_tcig(rig: Rig, spec: RunSpec) -> Callable[[], list[TCIGOutput]]:
                 width=rig.size,
                 stage1=replace(spec.stage1),
                 stage2=spec.stage2,
-                stage1_size=spec.stage1_size or rig.size,
+                stage1_size=min(spec.stage1_size or rig.size, rig.size),  # never above the output, as in TCIG
                 num_images=spec.batch,
                 generator=generator,
                 callback=(lambda record: None) if spec.sync_every_step else None,

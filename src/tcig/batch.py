@@ -149,13 +149,11 @@ def is_finished(item: BatchItem, out_dir: Path, inputs: dict) -> bool:
 
 def run_item(pipe, item: BatchItem, out_dir: Path, inputs: dict, record: dict) -> None:
     """Generate one item and write its files; raises TCIGError for anything the item's inputs caused."""
-    from .layout_readers import read_layout
+    from .layout_readers import read_layout_and_prompt
 
-    layout = read_layout(item.layout, vocabulary=item.vocabulary, legend=item.legend)
-    layout.check_labelled()
-    prompt = item.prompt or layout.prompt
-    if not prompt:
-        raise ConfigError('no prompt: give "prompt" on the manifest line or in the layout\'s JSON')
+    layout, prompt = read_layout_and_prompt(
+        item.layout, item.prompt, 'give "prompt" on the manifest line', vocabulary=item.vocabulary, legend=item.legend
+    )
     o = item.overrides
     ms = pipe.model_set
     stage1 = ms.stage1_settings(**{k: v for k, v in o.items() if k in STAGE1_KEYS})

@@ -15,7 +15,7 @@ from .cli_batch import add_batch_parser, cmd_batch
 from .cli_bench import add_bench_parser, cmd_bench
 from .cli_eval import add_eval_parser, cmd_eval
 from .devices import resolve_device, resolve_dtype
-from .errors import ConfigError, TCIGError
+from .errors import TCIGError
 from .model_sets import BUILTIN, load_model_set, parse_segmenter_arg
 from .refiners import Stage2Settings
 from .stage1 import Stage1Settings
@@ -171,15 +171,13 @@ def cmd_models() -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from .layout_readers import read_layout
+    from .layout_readers import read_layout_and_prompt
     from .outputs import prepare_out_dir, write_outputs
     from .pipeline import TCIGPipeline
 
-    layout = read_layout(args.layout, vocabulary=args.vocabulary, legend=args.legend)
-    layout.check_labelled()
-    prompt = args.prompt or layout.prompt
-    if not prompt:
-        raise ConfigError('no prompt: pass --prompt, or put a "prompt" in the layout\'s JSON')
+    layout, prompt = read_layout_and_prompt(
+        args.layout, args.prompt, "pass --prompt", vocabulary=args.vocabulary, legend=args.legend
+    )
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, device)
     segmenters = [parse_segmenter_arg(s) for s in args.segmenter] if args.segmenter else None

@@ -71,6 +71,19 @@ def read_layout(
     return _read_image(path, vocabulary, legend, max_pixels)
 
 
+def read_layout_and_prompt(
+    path: str | Path, prompt: str | None, where: str, *, vocabulary: str | None = None, legend=None
+) -> tuple[Layout, str]:
+    """A layout with at least one labelled pixel, and the prompt: ``prompt`` if given, else the layout's own.
+    ``where`` says where a prompt can be given, for the error when there is none."""
+    layout = read_layout(path, vocabulary=vocabulary, legend=legend)
+    layout.check_labelled()
+    prompt = prompt or layout.prompt
+    if not prompt:
+        raise ConfigError(f'no prompt: {where}, or put a "prompt" in the layout\'s JSON')
+    return layout, prompt
+
+
 def layout_from_masks(
     masks: Mapping[str, np.ndarray | torch.Tensor],
     *,

@@ -25,13 +25,14 @@ from tqdm.auto import tqdm
 
 from .errors import ConfigError, TCIGError
 from .outputs import write_atomically, write_outputs
+from .refiners import Stage2Settings
 from .stage1 import Stage1Settings
 
 logger = logging.getLogger(__name__)
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 STAGE1_KEYS = {f.name for f in fields(Stage1Settings)}
-STAGE2_KEYS = {"strength", "stage2_steps", "guidance_scale", "negative_prompt"}
+STAGE2_KEYS = {"stage2_steps" if f.name == "steps" else f.name for f in fields(Stage2Settings)}
 SIZE_KEYS = {"height", "width", "fit", "stage1_size", "parameterization"}
 OVERRIDES = STAGE1_KEYS | STAGE2_KEYS | SIZE_KEYS
 ITEM_KEYS = {"layout", "prompt", "seed", "name", "vocabulary", "legend"} | OVERRIDES

@@ -17,6 +17,7 @@ from .cli_eval import add_eval_parser, cmd_eval
 from .devices import resolve_device, resolve_dtype
 from .errors import TCIGError
 from .model_sets import BUILTIN, load_model_set, parse_segmenter_arg
+from .priors import INITS
 from .refiners import Stage2Settings
 from .stage1 import Stage1Settings
 
@@ -108,9 +109,23 @@ def build_parser() -> argparse.ArgumentParser:
         ("--pyramid-finest", "pyramid_finest", int, "finest pyramid level: 0 = full resolution, 1 = half, ..."),
         ("--patience", "patience", int, "stop once the smoothed loss has not improved for this many steps (0 = off)"),
         ("--min-improvement", "min_improvement", float, "relative fall of the smoothed loss that counts as improving"),
+        ("--init-noise", "init_noise", float, "std of the random pyramid levels added to a non-noise --init"),
+        ("--seg-views", "seg_views", int, "transformed views per image that each segmenter scores"),
+        ("--seg-shift", "seg_shift", float, "largest shift of a segmenter view, as a fraction of the side"),
+        ("--seg-scale", "seg_scale", float, "largest relative zoom in or out of a segmenter view"),
+        ("--seg-blur", "seg_blur", float, "largest Gaussian blur (pixels) of a segmenter view"),
+        ("--tv-weight", "tv_weight", float, "weight of the total-variation (smoothness) prior"),
     ]
     for flag, field, kind, text in stage1_options:
         s1.add_argument(flag, dest=f"s1_{field}", type=kind, help=f"{text} (default {getattr(s1_defaults, field)})")
+    s1.add_argument(
+        "--init",
+        dest="s1_init",
+        choices=list(INITS),
+        help="stage 1's start: noise, colours (the layout in its classes' colours, read from the refiner's own "
+        "images), collage (regions filled with the refiner's texture of each class) or prompt (the refiner's image "
+        f"for the prompt) (default {s1_defaults.init})",
+    )
     s1.add_argument(
         "--seg-loss",
         dest="s1_seg_loss",
@@ -126,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("--strength", "strength", float, "img2img noise strength in (0, 1]"),
         ("--stage2-steps", "steps", int, "scheduler steps before strength"),
         ("--guidance-scale", "guidance_scale", float, "classifier-free guidance"),
+        ("--seg-guidance", "seg_guidance", float, "weight of the guides' segmentation gradient at each stage-2 step"),
     ]
     for flag, field, kind, text in stage2_options:
         s2.add_argument(flag, dest=f"s2_{field}", type=kind, help=f"{text} (default {getattr(s2_defaults, field)})")

@@ -103,6 +103,13 @@ def add_eval_parser(sub) -> None:
     methods.add_argument(
         "--stage2-options", type=_assignments, default={}, help="stage-2 settings over the set's, e.g. steps=50"
     )
+    methods.add_argument(
+        "--variant",
+        action="append",
+        metavar="NAME:KEY=VALUE,...",
+        help="a named TCIG variant with its own settings (stage-1 and stage-2 fields as in tcig batch, e.g. "
+        "no-tv:tv_weight=0 or single:weights=1/0/0 for the guides' weights); repeat for several (an ablation)",
+    )
     methods.add_argument("--strengths", type=_floats, help="TCIG stage-2 strengths to sweep (default: the set's)")
     methods.add_argument("--stage1-steps", type=_ints, help="stage-1 step counts to sweep (default: the set's)")
     methods.add_argument("--seg-losses", type=_words, help="segmentation losses to sweep: mse,ce (default: the set's)")
@@ -128,6 +135,22 @@ def add_eval_parser(sub) -> None:
     run.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     run.add_argument("-v", "--verbose", action="store_true", help="log details")
+
+
+def _variants(texts: list[str]) -> dict[str, dict]:
+    """``NAME:KEY=VALUE,...`` arguments as {name: overrides}; a repeated name is an error."""
+    variants: dict[str, dict] = {}
+    for text in texts:
+        name, sep, assignments = text.partition(":")
+        if not sep or not name.strip():
+            raise ConfigError(f"--variant '{text}' is not NAME:KEY=VALUE,...")
+        if name.strip() in variants:
+            raise ConfigError(f"--variant '{name.strip()}' is given twice")
+        try:
+            variants[name.strip()] = _assignments(assignments) if assignments.strip() else {}
+        except argparse.ArgumentTypeError as err:
+            raise ConfigError(f"--variant '{text}': {err}") from err
+    return variants
 
 
 def _class_colours(arg: str | None, model_set_name: str) -> dict | None:
@@ -201,6 +224,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         strengths=args.strengths or [],
         stage1_steps=args.stage1_steps or [],
         seg_losses=args.seg_losses or [],
+        variants=_variants(args.variant or []),
         num_images=args.num_images,
         seed=args.seed,
     )

@@ -38,3 +38,8 @@ def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, kind: SegLoss 
     one_hot = F.one_hot(target.clamp(min=0), logits.shape[1]).permute(0, 3, 1, 2).to(probs.dtype)
     per_pixel = (probs - one_hot).pow(2).sum(dim=1)
     return per_pixel[valid].mean()
+
+
+def total_variation(images: torch.Tensor) -> torch.Tensor:
+    """Anisotropic total variation: mean absolute difference of neighbouring pixels, across and down."""
+    return images.diff(dim=-1).abs().mean() + images.diff(dim=-2).abs().mean()

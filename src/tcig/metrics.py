@@ -86,7 +86,9 @@ def layout_scores(segmenter, images: torch.Tensor, layout) -> dict:
     """How well ``images[B,3,H,W]`` follow ``layout`` according to ``segmenter`` (use one that did not guide).
 
     The layout's class names are matched to the segmenter's labels; pixels of a class it lacks are not scored.
-    Returns mIoU, pixel accuracy and per-class IoU (by layout class name), over the whole batch.
+    Returns mIoU, pixel accuracy and per-class IoU (by layout class name), over the whole batch; ``class_counts``
+    gives each class's intersection and union in pixels and its share of the image (for pooled, dataset-level IoU
+    and IoU by region size), and ``class_colours`` the images' mean colour in each class region.
     """
     from .vocabularies import match_labels
 
@@ -98,4 +100,33 @@ def layout_scores(segmenter, images: torch.Tensor, layout) -> dict:
     confusion = confusion_matrix(predict_labels(segmenter, images), target, len(labels))
     ious = class_iou(confusion)
     per_class = {name: float(ious[m]) for name, m in zip(layout.classes, mapping, strict=True) if m is not None}
-    return {"miou": mean_iou(confusion), "pixel_accuracy": pixel_accuracy(confusion), "class_iou": per_class}
+    tp = confusion.diag()
+    union = confusion.sum(0) + confusion.sum(1) - tp
+    area = confusion.sum(1)
+    total = int(target.numel())
+    counts = {
+        name: [int(tp[m]), int(union[m]), float(area[m]) / total]
+        for name, m in zip(layout.classes, mapping, strict=True)
+        if m is not None and area[m] > 0
+    }
+    return {
+        "miou": mean_iou(confusion),
+        "pixel_accuracy": pixel_accuracy(confusion),
+        "class_iou": per_class,
+        "class_counts": counts,
+        "class_colours": region_colours(images, layout),
+    }
+
+
+def region_colours(images: torch.Tensor, layout) -> dict[str, list[float]]:
+    """Mean RGB (0-255) of the images over each class region of the layout that has pixels."""
+    h, w = images.shape[-2:]
+    label_map = layout.resized(h, w, "stretch").label_map
+    pixels = images.float().permute(1, 0, 2, 3).reshape(3, -1)
+    flat = label_map.expand(images.shape[0], -1, -1).reshape(-1)
+    colours = {}
+    for k, name in enumerate(layout.classes):
+        chosen = flat == k
+        if chosen.any():
+            colours[name] = [round(float(v) * 255, 2) for v in pixels[:, chosen].mean(dim=1)]
+    return colours

@@ -29,6 +29,8 @@ class ModelSet:
     evaluator: str | None = None
     stage1: dict = field(default_factory=dict, compare=False, hash=False)
     stage2: dict = field(default_factory=dict, compare=False, hash=False)
+    exemplar_prompt: str = "a photo of a {name}"
+    """Prompt with which the refiner draws a class by its name, for the ``colours`` and ``collage`` inits."""
 
     def with_overrides(
         self, *, clip: str | None = None, segmenters: list[tuple[str, float]] | None = None, refiner: str | None = None
@@ -59,6 +61,7 @@ class ModelSet:
             "evaluator": self.evaluator,
             "stage1": self.stage1,
             "stage2": self.stage2,
+            "exemplar_prompt": self.exemplar_prompt,
         }
 
 
@@ -162,6 +165,7 @@ def load_model_set(name_or_path: str) -> ModelSet:
             evaluator=resolve(spec["evaluator"]) if spec.get("evaluator") else None,
             stage1=dict(spec.get("stage1", {})),
             stage2=dict(spec.get("stage2", {})),
+            exemplar_prompt=str(spec.get("exemplar_prompt", ModelSet.exemplar_prompt)),
         )
     except (OSError, ValueError) as err:
         raise ConfigError(f"model set file '{path}' is not valid JSON: {err}") from err

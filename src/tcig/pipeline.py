@@ -17,9 +17,10 @@ from .errors import ConfigError, TCIGError
 from .layout import IGNORE, Fit, Layout
 from .model_sets import ModelSet, load_model_set
 from .parameterization import PixelPyramid, VAELatent
+from .priors import ExemplarBank, exemplar_settings, initial_images
 from .refiners import Refiner, Stage2Settings, load_refiner
 from .segmenters import Segmenter, load_segmenter
-from .stage1 import SegTerm, Stage1Settings, run_stage1
+from .stage1 import SegTerm, Stage1Settings, run_stage1, seg_terms_loss
 from .vocabularies import resolve_classes
 
 logger = logging.getLogger(__name__)
@@ -65,6 +66,7 @@ class TCIGPipeline:
         self.device = torch.device("cpu")
         self.stage1_autocast = True
         self.compile_stage1: bool | str = False
+        self._exemplars: dict[tuple[int, int], ExemplarBank] = {}
 
     @classmethod
     def from_model_set(
@@ -137,6 +139,8 @@ class TCIGPipeline:
         if parameterization == "latent" and (self.refiner is None or self.refiner.vae is None):
             raise ConfigError("the latent parameterization needs a latent-diffusion refiner (its VAE); use pixel")
         stage1.check()
+        if stage1.init != "noise" and self.refiner is None:
+            raise ConfigError(f"--init {stage1.init} draws from the refiner, and the pipeline has none; use noise")
         if stage2 is not None:
             if self.refiner is None:
                 raise ConfigError("stage 2 was asked for but the pipeline has no refiner; give one or skip stage 2")
@@ -210,11 +214,21 @@ class TCIGPipeline:
         start = time.perf_counter()
         with torch.no_grad():
             text_embeds = self.clip.encode_text(prompts) if stage1.clip_weight > 0 else None
+        init = self.initial_images(stage1, prompt, layout, (h1, w1), num_images, generator)
+        if init is not None:
+            timings["init_s"] = time.perf_counter() - start
         if parameterization == "latent":
-            param = VAELatent(self.refiner.vae, num_images, h1, w1, generator=generator)
+            param = VAELatent(self.refiner.vae, num_images, h1, w1, init=init, generator=generator)
         else:
             param = PixelPyramid(
-                num_images, h1, w1, levels=stage1.pyramid_levels, finest=stage1.pyramid_finest, generator=generator
+                num_images,
+                h1,
+                w1,
+                levels=stage1.pyramid_levels,
+                finest=stage1.pyramid_finest,
+                init_std=stage1.init_noise if init is not None else 0.5,
+                init=init,
+                generator=generator,
             )
         param.to(self.device)
         stage1_images, history = run_stage1(
@@ -230,7 +244,7 @@ class TCIGPipeline:
             progress=progress,
         )
         _sync(self.device)
-        timings["stage1_s"] = time.perf_counter() - start
+        timings["stage1_s"] = time.perf_counter() - start - timings.get("init_s", 0.0)
         if (h1, w1) != (height, width):
             stage1_images = F.interpolate(
                 stage1_images, size=(height, width), mode="bicubic", align_corners=False
@@ -238,7 +252,7 @@ class TCIGPipeline:
         images = stage1_images
         if stage2 is not None:
             start = time.perf_counter()
-            images = self.refiner.refine(stage1_images, prompts, stage2, generator=generator, progress=progress)
+            images = self.refine(stage1_images, prompt, layout, stage2, stage1.seg_loss, generator, progress)
             _sync(self.device)
             timings["stage2_s"] = time.perf_counter() - start
         timings["total_s"] = sum(timings.values())
@@ -256,6 +270,59 @@ class TCIGPipeline:
             "models": self.describe(),
         }
         return TCIGOutput(images.cpu(), stage1_images.cpu(), layout, history, timings, settings)
+
+    def initial_images(
+        self,
+        stage1: Stage1Settings,
+        prompt: str,
+        layout: Layout,
+        size: tuple[int, int],
+        num_images: int,
+        generator: torch.Generator | None,
+    ) -> torch.Tensor | None:
+        """Stage 1's starting images ``[B,3,*size]`` for ``stage1.init`` (None for noise), drawn by the refiner at the
+        output size (``layout``'s) and shrunk to the stage-1 size."""
+        if stage1.init == "noise":
+            return None
+        out_size = layout.size
+        if out_size not in self._exemplars:
+            template = self.model_set.exemplar_prompt if self.model_set else ModelSet.exemplar_prompt
+            sampling = exemplar_settings(self.model_set.stage2_settings() if self.model_set else Stage2Settings())
+            guides = [seg for seg, _ in self.segmenters]
+            self._exemplars[out_size] = ExemplarBank(self.refiner, guides, template, out_size, sampling)
+        bank = self._exemplars[out_size]
+        images = initial_images(
+            stage1.init,
+            layout,
+            prompt,
+            num_images,
+            bank=bank,
+            refiner=self.refiner,
+            segmenters=bank.segmenters,
+            settings=bank.settings,
+            generator=generator,
+        )
+        if images.shape[-2:] != size:
+            images = F.interpolate(images, size=size, mode="bilinear", align_corners=False, antialias=True)
+        return images.clamp(0, 1).to(self.device)
+
+    def refine(
+        self,
+        images: torch.Tensor,
+        prompt: str,
+        layout: Layout,
+        stage2: Stage2Settings,
+        seg_loss: str = "ce",
+        generator: torch.Generator | None = None,
+        progress: bool = True,
+    ) -> torch.Tensor:
+        """Stage 2 on ``images`` at the layout's size; with ``stage2.seg_guidance > 0`` the guides' segmentation
+        loss steers every denoising step (guided refinement), so the refined image keeps the layout."""
+        prompts = [prompt] * images.shape[0]
+        guidance = None
+        if stage2.seg_guidance > 0:
+            guidance = seg_terms_loss(self.seg_terms(layout, images.shape[0]), seg_loss)
+        return self.refiner.refine(images, prompts, stage2, generator=generator, progress=progress, guidance=guidance)
 
     def describe(self) -> dict:
         """The model ids or folders in use, for the output sidecar."""

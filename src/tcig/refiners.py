@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
@@ -17,15 +18,20 @@ from typing import Protocol
 import torch
 from torch import nn
 
-from .denoising import Denoiser, denoise, plain_noise
+from .denoising import Denoiser, denoise, guided_noise, plain_noise
 from .errors import ConfigError, ModelLoadError
 from .loading import check_model_ref, is_local_ref, load_pretrained, read_json_config
 
 logger = logging.getLogger(__name__)
 
 
+Guidance = Callable[[torch.Tensor], torch.Tensor]
+"""A differentiable loss of images ``[B,3,H,W]`` in [0,1] that guided refinement descends at every step."""
+
+
 class Refiner(Protocol):
-    """What stage 2 needs; ``vae`` is the latent model's autoencoder (None for image-space models)."""
+    """What stage 2 needs; ``vae`` is the latent model's autoencoder (None for image-space models). ``refine`` with a
+    ``guidance`` loss follows its gradient at every denoising step, weighted by ``settings.seg_guidance``."""
 
     vae: nn.Module | None
     name: str
@@ -37,6 +43,7 @@ class Refiner(Protocol):
         settings: Stage2Settings,
         generator: torch.Generator | None = None,
         progress: bool = True,
+        guidance: Guidance | None = None,
     ) -> torch.Tensor: ...
 
     def text_to_image(
@@ -54,16 +61,21 @@ class Refiner(Protocol):
 
 @dataclass
 class Stage2Settings:
-    """img2img settings: noise to ``strength`` of the schedule, then ``int(steps * strength)`` denoising steps."""
+    """img2img settings: noise to ``strength`` of the schedule, then ``int(steps * strength)`` denoising steps.
+    ``seg_guidance`` > 0 steers each of those steps with the guiding segmenters' gradient (guided refinement)."""
 
     strength: float = 0.6
     steps: int = 30
     guidance_scale: float = 7.5
     negative_prompt: str | None = None
+    seg_guidance: float = 0.0
 
     def check(self) -> None:
-        if not math.isfinite(self.guidance_scale):
-            raise ConfigError(f"--guidance-scale must be a finite number, got {self.guidance_scale}")
+        if not math.isfinite(self.guidance_scale) or not math.isfinite(self.seg_guidance) or self.seg_guidance < 0:
+            raise ConfigError(
+                f"--guidance-scale must be a finite number and --seg-guidance a finite number >= 0, got "
+                f"{self.guidance_scale} and {self.seg_guidance}"
+            )
         if not 0 < self.strength <= 1:
             raise ConfigError(f"--strength must be in (0, 1], got {self.strength}")
         if int(self.steps * self.strength) < 1:
@@ -121,8 +133,11 @@ class DiffusersImg2ImgRefiner:
         settings: Stage2Settings,
         generator: torch.Generator | None = None,
         progress: bool = True,
+        guidance: Guidance | None = None,
     ) -> torch.Tensor:
         settings.check()
+        if guidance is not None and settings.seg_guidance > 0:
+            return sdedit(self.denoiser(), images, prompts, settings, generator, progress, guidance)
         dtype = self.vae.dtype if self.vae is not None else images.dtype
         image = images.to(self.pipeline.device, dtype)
         return _run(
@@ -248,9 +263,10 @@ class PixelSDEditRefiner:
         settings: Stage2Settings,
         generator: torch.Generator | None = None,
         progress: bool = True,
+        guidance: Guidance | None = None,
     ) -> torch.Tensor:
         settings.check()
-        return self._sample(prompts, settings, generator, progress, images)
+        return sdedit(self.denoiser(), images, prompts, settings, generator, progress, guidance)
 
     @torch.no_grad()
     def text_to_image(
@@ -264,18 +280,33 @@ class PixelSDEditRefiner:
     ) -> torch.Tensor:
         """Sampling from pure noise with the whole schedule: the model alone, without a layout."""
         noise_only = replace(settings, strength=1.0)
-        return self._sample(prompts, noise_only, generator, progress, None, (len(prompts), 3, height, width))
+        shape = (len(prompts), 3, height, width)
+        return sdedit(self.denoiser(), None, prompts, noise_only, generator, progress, shape=shape)
 
     def denoiser(self) -> Denoiser:
         return Denoiser(self.unet, self.scheduler, self._embed if self.text_encoder is not None else None)
 
-    def _sample(self, prompts, settings, generator, progress, images, shape=None) -> torch.Tensor:
-        den = self.denoiser()
-        timesteps = den.timesteps(settings.steps, settings.strength)
-        x = den.start(timesteps, generator, images=images, shape=shape)
-        cond = den.conditioning(prompts, settings.negative_prompt, settings.guidance_scale)
+
+def sdedit(
+    den: Denoiser,
+    images: torch.Tensor | None,
+    prompts: list[str],
+    settings: Stage2Settings,
+    generator: torch.Generator | None,
+    progress: bool,
+    guidance: Guidance | None = None,
+    shape: tuple[int, ...] | None = None,
+) -> torch.Tensor:
+    """SDEdit through the shared loop: ``images`` noised to ``settings.strength`` (or pure noise of ``shape``), then
+    denoised with the prompts; with ``guidance``, each step follows its gradient (``settings.seg_guidance``)."""
+    timesteps = den.timesteps(settings.steps, settings.strength)
+    x = den.start(timesteps, generator, images=images, shape=shape)
+    cond = den.conditioning(prompts, settings.negative_prompt, settings.guidance_scale)
+    if guidance is not None and settings.seg_guidance > 0:
+        noise_fn = guided_noise(den, cond, settings.guidance_scale, guidance, settings.seg_guidance)
+    else:
         noise_fn = plain_noise(den, cond, settings.guidance_scale)
-        return denoise(den, x, timesteps, noise_fn, generator, progress, desc="stage 2")
+    return denoise(den, x, timesteps, noise_fn, generator, progress, desc="stage 2")
 
 
 def load_refiner(ref: str, *, allow_pickle: bool = False) -> Refiner:

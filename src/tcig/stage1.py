@@ -19,7 +19,8 @@ from tqdm.auto import tqdm
 
 from .clip_scorer import CLIPScorer
 from .errors import ConfigError, TCIGError
-from .losses import SegLoss, segmentation_loss, spherical_dist_loss
+from .losses import SegLoss, segmentation_loss, spherical_dist_loss, total_variation
+from .priors import INITS, Init
 from .segmenters import Segmenter
 
 logger = logging.getLogger(__name__)
@@ -38,7 +39,13 @@ class SegTerm:
 @dataclass
 class Stage1Settings:
     """Stage-1 optimization settings. With ``patience > 0`` the loop stops early once the smoothed loss has not
-    fallen by ``min_improvement`` (relative) for ``patience`` steps; ``steps`` is then the upper bound."""
+    fallen by ``min_improvement`` (relative) for ``patience`` steps; ``steps`` is then the upper bound.
+
+    Priors against adversarial solutions: ``init`` (the starting image, see :mod:`tcig.priors`) with
+    ``init_noise`` on top of it; the segmenters see ``seg_views`` randomly transformed views per image (shifted by
+    up to ``seg_shift`` of the side, scaled by up to ``1 ± seg_scale``, blurred with a Gaussian of up to
+    ``seg_blur`` pixels, plus ``seg_noise``), each scored against the layout moved with it, so that no pixel-exact
+    pattern can satisfy them (expectation over transformations); ``tv_weight`` weighs a total-variation prior."""
 
     steps: int = 150
     lr: float = 0.05
@@ -52,6 +59,17 @@ class Stage1Settings:
     pyramid_finest: int = 0
     patience: int = 0
     min_improvement: float = 0.01
+    init: Init = "noise"
+    init_noise: float = 0.5
+    seg_views: int = 1
+    seg_shift: float = 0.0
+    seg_scale: float = 0.0
+    seg_blur: float = 0.0
+    tv_weight: float = 0.0
+
+    @property
+    def robust_views(self) -> bool:
+        return self.seg_views > 1 or self.seg_shift > 0 or self.seg_scale > 0 or self.seg_blur > 0
 
     def check(self) -> None:
         if self.steps < 0 or self.lr <= 0 or self.num_crops < 1 or not 0 < self.crop_min <= 1:
@@ -60,7 +78,14 @@ class Stage1Settings:
             raise ConfigError(
                 "stage 1 needs --crop-noise, --seg-noise, --pyramid-finest >= 0 and --pyramid-levels >= 1"
             )
+        if self.init not in INITS:
+            raise ConfigError(f"unknown --init '{self.init}'; use one of {', '.join(INITS)}")
+        if self.seg_views < 1 or not 0 <= self.seg_shift < 0.5 or not 0 <= self.seg_scale < 0.5:
+            raise ConfigError("stage 1 needs --seg-views >= 1, --seg-shift and --seg-scale in [0, 0.5)")
+        if min(self.seg_blur, self.tv_weight, self.init_noise) < 0:
+            raise ConfigError("stage 1 needs --seg-blur, --tv-weight and --init-noise >= 0")
         numbers = (self.lr, self.clip_weight, self.crop_min, self.crop_noise, self.seg_noise, self.min_improvement)
+        numbers += (self.init_noise, self.seg_shift, self.seg_scale, self.seg_blur, self.tv_weight)
         if not all(math.isfinite(v) for v in numbers):
             raise ConfigError("stage-1 settings must be finite numbers (got nan or inf in --lr, --clip-weight, ...)")
         if self.patience < 0 or not 0 <= self.min_improvement < 1:
@@ -110,6 +135,81 @@ def crop_views(images: torch.Tensor, n: int, size: tuple[int, int], crop_min: fl
     grid = F.affine_grid(theta, [b * n, images.shape[1], *size], align_corners=False)
     batch = F.grid_sample(images.repeat_interleave(n, dim=0), grid, mode="bilinear", align_corners=False)
     return batch if draws.noise is None else batch + draws.noise.to(batch.dtype)
+
+
+@dataclass
+class ViewDraws:
+    """The randomness of one step's segmenter views: an affine map ``[N,2,3]`` (shift and scale) per view, a blur
+    width ``[N]`` in pixels, and pixel noise ``[N,3,H,W]`` (or None); ``N`` = images × views."""
+
+    theta: torch.Tensor
+    blur: torch.Tensor
+    noise: torch.Tensor | None
+
+    @classmethod
+    def sample(
+        cls, count: int, size: tuple[int, int], settings: Stage1Settings, generator: torch.Generator | None, device
+    ) -> ViewDraws:
+        u = torch.rand(count, 4, generator=generator) * 2 - 1
+        zoom = 1 / (1 + settings.seg_scale * u[:, 0])
+        shift = 2 * settings.seg_shift * u[:, 1:3]  # grid_sample's [-1, 1] spans the whole side
+        zero = torch.zeros(count)
+        theta = torch.stack([zoom, zero, shift[:, 0], zero, zoom, shift[:, 1]], dim=1).view(-1, 2, 3)
+        blur = settings.seg_blur * (u[:, 3] + 1) / 2
+        noise = None
+        if settings.seg_noise > 0:
+            noise = settings.seg_noise * torch.randn(count, 3, *size, generator=generator)
+        return cls(theta.to(device), blur.to(device), None if noise is None else noise.to(device))
+
+
+BLUR_RADIUS = 2
+
+
+def gaussian_blur(images: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Blur each image ``[N,C,H,W]`` with its own Gaussian width ``sigma[N]`` (pixels; 0 leaves it unchanged), with
+    a separable kernel of radius ``BLUR_RADIUS`` and reflected borders. Fixed shapes, so it compiles."""
+    n, c, h, w = images.shape
+    x = torch.arange(-BLUR_RADIUS, BLUR_RADIUS + 1, device=images.device, dtype=images.dtype)
+    kernel = torch.exp(-(x**2) / (2 * sigma.to(images.dtype)[:, None] ** 2 + 1e-6))
+    kernel = (kernel / kernel.sum(dim=1, keepdim=True)).repeat_interleave(c, dim=0)  # [N*C, K]
+    flat = F.pad(images.reshape(1, n * c, h, w), (BLUR_RADIUS,) * 4, mode="reflect")
+    flat = F.conv2d(flat, kernel[:, None, None, :], groups=n * c)
+    flat = F.conv2d(flat, kernel[:, None, :, None], groups=n * c)
+    return flat.reshape(n, c, h, w)
+
+
+def segmenter_views(
+    images: torch.Tensor, targets: list[torch.Tensor], views: int, draws: ViewDraws
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """``views`` transformed copies of each image ``[B*views,3,H,W]`` and of each target label map, moved with them
+    (nearest neighbour; pixels moved in from outside are ``IGNORE``), for an expectation over transformations."""
+    b = images.shape[0]
+    batch = images.repeat_interleave(views, dim=0)
+    grid = F.affine_grid(draws.theta.to(images.dtype), list(batch.shape), align_corners=False)
+    batch = F.grid_sample(batch, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    batch = gaussian_blur(batch, draws.blur)
+    if draws.noise is not None:
+        batch = batch + draws.noise.to(batch.dtype)
+    moved = []
+    for target in targets:
+        shifted = (target.expand(b, -1, -1).repeat_interleave(views, dim=0)[:, None] + 1).to(grid.dtype)
+        shifted = F.grid_sample(shifted, grid, mode="nearest", padding_mode="zeros", align_corners=False)
+        moved.append(shifted[:, 0].round().long() - 1)  # 0 (outside) becomes IGNORE
+    return batch, moved
+
+
+def seg_terms_loss(terms: list[SegTerm], kind: SegLoss) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The guides' weighted segmentation loss of images ``[B,3,H,W]`` (at the targets' size) as one function, summed
+    over the batch so that each image gets its own gradient: what guided sampling follows."""
+
+    def loss(images: torch.Tensor) -> torch.Tensor:
+        total = images.new_zeros(())
+        for term in terms:
+            logits = term.segmenter(images, term.queries)
+            total = total + term.weight * segmentation_loss(logits, term.target.to(images.device), kind)
+        return total * images.shape[0]
+
+    return loss
 
 
 class EarlyStop:
@@ -169,7 +269,7 @@ def run_stage1(
         else contextlib.nullcontext
     )
 
-    def losses(draws: CropDraws | None, seg_noise: torch.Tensor | None):
+    def losses(draws: CropDraws | None, views: ViewDraws | None, seg_noise: torch.Tensor | None):
         with amp():
             images = param()
             terms: dict[str, torch.Tensor] = {}
@@ -177,11 +277,17 @@ def run_stage1(
                 crops = crop_views(images, settings.num_crops, clip.input_size, settings.crop_min, draws)
                 embeds = clip.encode_image(crops)
                 terms["clip"] = settings.clip_weight * spherical_dist_loss(embeds, clip_targets)
-            seg_view = images if seg_noise is None else images + settings.seg_noise * seg_noise  # noisy view (EOT)
-            for term, target, key in zip(seg_terms, targets, keys, strict=True):
+            if views is not None:  # expectation over shifts, scales, blur and noise
+                seg_view, seg_targets = segmenter_views(images, targets, settings.seg_views, views)
+            else:  # the image itself, optionally noisy
+                seg_view = images if seg_noise is None else images + settings.seg_noise * seg_noise
+                seg_targets = targets
+            for term, target, key in zip(seg_terms, seg_targets, keys, strict=True):
                 terms[key] = term.weight * segmentation_loss(
                     term.segmenter(seg_view, term.queries), target, settings.seg_loss
                 )
+            if settings.tv_weight > 0:
+                terms["tv"] = settings.tv_weight * total_variation(images)
         return images, terms
 
     if compile_step:
@@ -199,10 +305,12 @@ def run_stage1(
             if use_clip:
                 count = shape[0] * settings.num_crops
                 draws = CropDraws.sample(count, clip.input_size, settings.crop_noise, generator, device)
-            seg_noise = None
-            if settings.seg_noise > 0 and seg_terms:
+            seg_noise = views = None
+            if settings.robust_views and seg_terms:
+                views = ViewDraws.sample(shape[0] * settings.seg_views, shape[-2:], settings, generator, device)
+            elif settings.seg_noise > 0 and seg_terms:
                 seg_noise = torch.randn(shape, generator=generator).to(device)
-            images, terms = losses(draws, seg_noise)
+            images, terms = losses(draws, views, seg_noise)
             loss = sum(terms.values())
             loss.backward()
             optimizer.step()

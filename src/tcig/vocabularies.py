@@ -217,6 +217,17 @@ class _LabelIndex:
         return index, rule
 
 
+BACKGROUND_NAMES = ("background", "bg")
+
+
+def _background_index(labels: Sequence[str]) -> int | None:
+    """The label of a segmenter with a smaller vocabulary that stands for every class it lacks, if it has one."""
+    for i, label in enumerate(labels):
+        if normalize_name(label) in BACKGROUND_NAMES:
+            return i
+    return None
+
+
 def match_labels(class_names: Sequence[str], labels: Sequence[str]) -> list[int | None]:
     """For each class name, the index of its label in ``labels`` (see the module docstring for the rules), or None."""
     index = _LabelIndex(labels)
@@ -239,7 +250,9 @@ def resolve_classes(
 
     ``segmenter_labels`` maps a segmenter name to its label list, or to None for an open-vocabulary segmenter, which
     takes every class name as its query (class i → output i). Returns, per segmenter, one label index (or None) per
-    class. A class some segmenters lack is logged and left to the others; a class that no segmenter knows raises
+    class. A class some segmenters lack is logged and left to the others, except that a segmenter with a
+    ``background`` label (a specialist of a few classes) maps it there, so it also learns where its classes must not
+    be; a class that no segmenter knows raises
     :class:`ClassNameError` listing the nearest known names. With no segmenter at all, nothing is resolved.
     """
     mappings: dict[str, list[int | None]] = {}
@@ -258,13 +271,20 @@ def resolve_classes(
     if not mappings:
         return mappings
 
+    backgrounds = {seg: _background_index(labels) for seg, labels in segmenter_labels.items() if labels is not None}
     unknown = []
     for i, name in enumerate(class_names):
         lacking = [seg for seg, mapping in mappings.items() if mapping[i] is None]
         if len(lacking) == len(mappings):
             unknown.append(name)
-        elif lacking:
-            logger.warning("class '%s' is unknown to segmenter %s; left to the others", name, ", ".join(lacking))
+            continue
+        others = [seg for seg in lacking if backgrounds.get(seg) is None]
+        if others:
+            logger.warning("class '%s' is unknown to segmenter %s; left to the others", name, ", ".join(others))
+        for seg in lacking:
+            if backgrounds.get(seg) is not None:
+                logger.info("class '%s' counts as background for segmenter %s", name, seg)
+                mappings[seg][i] = backgrounds[seg]
     if unknown:
         known = [label for labels in segmenter_labels.values() if labels is not None for label in labels]
         near = {name: ", ".join(nearest_names(name, known)) or "none similar" for name in unknown}

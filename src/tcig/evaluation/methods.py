@@ -19,10 +19,9 @@ import torch.nn.functional as F
 from ..denoising import denoise, guided_noise, region_weights, regional_noise
 from ..errors import ConfigError
 from ..layout import IGNORE, Layout
-from ..losses import segmentation_loss
 from ..pipeline import TCIGPipeline
 from ..refiners import Stage2Settings
-from ..stage1 import Stage1Settings
+from ..stage1 import Stage1Settings, seg_terms_loss
 from ..visualize import palette
 from .cases import Case
 from .measure import Measurement, measure
@@ -71,11 +70,13 @@ def run_stage1(
     return Generated(out.images, {"stage1": m})
 
 
-def run_refine(pipe: TCIGPipeline, case: Case, stage1: Generated, settings: Stage2Settings, seed: int) -> Generated:
+def run_refine(
+    pipe: TCIGPipeline, case: Case, stage1: Generated, settings: Stage2Settings, seg_loss: str, seed: int
+) -> Generated:
     """Stage 2 on a stage-1 result, its noise drawn from seed + 1 (stage 1 used seed)."""
-    prompts = [case.prompt] * stage1.images.shape[0]
+    layout = case.layout.resized(*stage1.images.shape[-2:], "stretch")
     with measure(pipe.device) as m:
-        images = pipe.refiner.refine(stage1.images, prompts, settings, _generator(seed + 1), progress=False)
+        images = pipe.refine(stage1.images, case.prompt, layout, settings, seg_loss, _generator(seed + 1), False)
     return Generated(images, {**stage1.stages, "stage2": m})
 
 
@@ -145,17 +146,8 @@ def run_guided(pipe: TCIGPipeline, case: Case, size, settings: MethodSettings, n
     """Text-to-image whose every step follows the gradient of the guiding segmenters' loss on the predicted image."""
     den = _denoiser(pipe)
     layout = case.layout.resized(*size, "stretch")
-    terms = pipe.seg_terms(layout, num_images)
-    seg_loss = settings.stage1.seg_loss
+    loss_fn = seg_terms_loss(pipe.seg_terms(layout, num_images), settings.stage1.seg_loss)
     stage2 = settings.stage2
-
-    def loss_fn(images: torch.Tensor) -> torch.Tensor:
-        total = 0
-        for term in terms:
-            logits = term.segmenter(images, term.queries)
-            total = total + term.weight * segmentation_loss(logits, term.target.to(images.device), seg_loss)
-        return total * images.shape[0]  # a per-image gradient, whatever the batch
-
     generator = _generator(seed)
     with measure(pipe.device) as m:
         timesteps = den.timesteps(stage2.steps, 1.0)

@@ -18,6 +18,8 @@ from ..visualize import pil_to_tensor
 
 FIGURES = ("miou", "pixel_accuracy", "clip_score", "seconds_per_image")
 MIN_KID_SAMPLES = 20  # fewer images give a KID that is mostly noise
+SIZE_BINS = (("<1%", 0.0, 0.01), ("1-5%", 0.01, 0.05), (">5%", 0.05, 1.01))
+"""Region sizes as shares of the image: a region is one class's pixels in one case's layout."""
 
 
 @dataclass
@@ -45,6 +47,63 @@ def stat(values: list[float]) -> Stat | None:
     else:
         ci = 0.0
     return Stat(n, mean, std, ci)
+
+
+def pooled_scores(rows: list[dict]) -> dict | None:
+    """Dataset-level figures from rows with ``class_counts``: one confusion pooled over all cases (the ADE20K and
+    COCO-Stuff convention) gives per-class IoU = Σ intersection / Σ union and their mean; the same pooling within
+    each region-size bin of ``SIZE_BINS``; and the mean colour of each class region over the cases."""
+    rows = [r for r in rows if r.get("class_counts")]
+    if not rows:
+        return None
+    inter: dict[str, float] = defaultdict(float)
+    union: dict[str, float] = defaultdict(float)
+    bins = {name: [0.0, 0.0, 0] for name, _, _ in SIZE_BINS}
+    colours: dict[str, list[list[float]]] = defaultdict(list)
+    for row in rows:
+        for name, (i, u, share) in row["class_counts"].items():
+            inter[name] += i
+            union[name] += u
+            for bin_name, low, high in SIZE_BINS:
+                if low <= share < high:
+                    bins[bin_name][0] += i
+                    bins[bin_name][1] += u
+                    bins[bin_name][2] += 1
+        for name, colour in (row.get("class_colours") or {}).items():
+            colours[name].append(colour)
+    class_iou = {name: inter[name] / union[name] for name in sorted(union) if union[name] > 0}
+    return {
+        "dataset_miou": sum(class_iou.values()) / len(class_iou) if class_iou else None,
+        "pooled_class_iou": class_iou,
+        "size_iou": {name: (i / u if u else None) for name, (i, u, _) in bins.items()},
+        "size_regions": {name: n for name, (_, _, n) in bins.items()},
+        "class_colours": {
+            name: {"mean": torch.tensor(c).mean(0).tolist(), "std": torch.tensor(c).std(0).norm().item()}
+            for name, c in colours.items()
+            if len(c) > 1
+        },
+    }
+
+
+def colour_distances(entry: dict, reference: dict | None) -> dict | None:
+    """Distance (RGB, 0-255) of each class's mean region colour from the reference images', and the reference's own
+    spread over cases: a colour cast shows as distances far above that spread."""
+    mine, theirs = (entry.get("pooled") or {}).get("class_colours"), (reference or {}).get("class_colours")
+    if not mine or not theirs:
+        return None
+    distances = {
+        name: float(torch.tensor(mine[name]["mean"]).sub(torch.tensor(theirs[name]["mean"])).norm())
+        for name in mine
+        if name in theirs
+    }
+    if not distances:
+        return None
+    within = [d <= theirs[name]["std"] for name, d in distances.items()]
+    return {
+        "per_class": distances,
+        "mean": sum(distances.values()) / len(distances),
+        "share_within_spread": sum(within) / len(within),
+    }
 
 
 def group(rows: list[dict]) -> dict[tuple[str, str], list[dict]]:
@@ -105,6 +164,7 @@ def summarize(out: Path, rows: list[dict], extractor=None, seed: int = 0) -> lis
             entry[figure] = vars(s) if s else None
         peaks = [v for m in members for v in (m.get("peak_mb") or {}).values() if v is not None]
         entry["peak_mb"] = max(peaks) if peaks else None
+        entry["pooled"] = pooled_scores(members)
         if real is not None:
             fake = image_features(out, members, extractor)
             if len(fake) >= MIN_KID_SAMPLES:
@@ -117,6 +177,10 @@ def summarize(out: Path, rows: list[dict], extractor=None, seed: int = 0) -> lis
                 if min(len(real), len(fake)) > real.shape[1]:
                     entry["fid"] = frechet_distance(real, fake)
         summary.append(entry)
+    reference_pooled = next((e["pooled"] for e in summary if e["method"] == "reference"), None)
+    for entry in summary:
+        if entry["method"] != "reference":
+            entry["colour_distance"] = colour_distances(entry, reference_pooled)
     return summary
 
 
@@ -137,10 +201,15 @@ def markdown_table(summary: list[dict], header: dict) -> str:
         f"- CLIP score by: {header.get('clip_score_model')}; KID/FID features: {header.get('features')}",
         f"- device: {header.get('device')}; memory: {header.get('memory_kind')}",
         "",
-        "Mean ± half-width of the 95 % confidence interval over cases (Student's t); KID mean ± std over subsets.",
+        "Mean ± half-width of the 95 % confidence interval over cases (Student's t); KID mean ± std over subsets. "
+        "Dataset mIoU: one confusion pooled over all cases (the ADE20K / COCO-Stuff convention); IoU by region size: "
+        "pooled over the regions (one class in one case) under 1 %, 1-5 % and over 5 % of the image; colour "
+        "distance: RGB distance of each class's mean region colour from the references', averaged over classes "
+        "(in brackets: the share of classes within the references' own spread).",
         "",
-        "| method | variant | cases | evaluator mIoU | pixel acc. | CLIP score | KID ×1e3 | FID | s/image | peak MB |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| method | variant | cases | evaluator mIoU | dataset mIoU | IoU <1% / 1-5% / >5% | pixel acc. | CLIP score "
+        "| KID ×1e3 | FID | colour dist. | s/image | peak MB |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
 
     def cell(entry: dict, key: str, digits: int = 3) -> str:
@@ -151,12 +220,40 @@ def markdown_table(summary: list[dict], header: dict) -> str:
         kid = f"{1000 * e['kid']['mean']:.2f} ± {1000 * e['kid']['std']:.2f}" if e.get("kid") else "—"
         fid = f"{e['fid']:.3f}" if e.get("fid") is not None else "—"
         peak = f"{e['peak_mb']:.0f}" if e.get("peak_mb") is not None else "—"
+        pooled = e.get("pooled") or {}
+        dataset = f"{pooled['dataset_miou']:.3f}" if pooled.get("dataset_miou") is not None else "—"
+        sizes = " / ".join(_number(v) for v in (pooled.get("size_iou") or {}).values()) or "—"
+        colour = e.get("colour_distance")
+        colour = f"{colour['mean']:.1f} ({colour['share_within_spread']:.0%})" if colour else "—"
         lines.append(
-            f"| {e['method']} | {e['variant'] or '—'} | {e['cases']} | {cell(e, 'miou')} | "
-            f"{cell(e, 'pixel_accuracy')} | {cell(e, 'clip_score', 1)} | {kid} | {fid} | "
+            f"| {e['method']} | {e['variant'] or '—'} | {e['cases']} | {cell(e, 'miou')} | {dataset} | {sizes} | "
+            f"{cell(e, 'pixel_accuracy')} | {cell(e, 'clip_score', 1)} | {kid} | {fid} | {colour} | "
             f"{cell(e, 'seconds_per_image', 2)} | {peak} |"
         )
+    lines += ["", *class_table(summary)]
     return "\n".join(lines) + "\n"
+
+
+def _number(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
+def class_table(summary: list[dict]) -> list[str]:
+    """Pooled IoU of every class (columns) for every method and variant (rows), as Markdown lines."""
+    classes = sorted({c for e in summary for c in ((e.get("pooled") or {}).get("pooled_class_iou") or {})})
+    if not classes:
+        return []
+    lines = [
+        "Pooled IoU per class (Σ intersection / Σ union over all cases):",
+        "",
+        "| method | variant | " + " | ".join(classes) + " |",
+        "| --- | --- | " + " | ".join("---" for _ in classes) + " |",
+    ]
+    for e in summary:
+        ious = (e.get("pooled") or {}).get("pooled_class_iou") or {}
+        cells = " | ".join(_number(ious.get(c)) for c in classes)
+        lines.append(f"| {e['method']} | {e['variant'] or '—'} | {cells} |")
+    return lines
 
 
 def write_plots(out: Path, summary: list[dict]) -> list[Path]:

@@ -20,7 +20,7 @@ import logging
 import math
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import torch
@@ -32,7 +32,9 @@ from ..errors import ConfigError
 from ..metrics import layout_scores
 from ..outputs import write_atomically
 from ..pipeline import TCIGPipeline
+from ..refiners import Stage2Settings
 from ..segmenters import Segmenter
+from ..stage1 import Stage1Settings
 from ..visualize import colorize, contact_sheet, tensor_to_pil
 from .cases import Case
 from .methods import (
@@ -56,8 +58,10 @@ _FILE_SAFE = str.maketrans({"/": "_", ",": "_", "=": "-", "@": "_", " ": "_"})
 
 @dataclass
 class EvalPlan:
-    """What to run. ``strengths``, ``stage1_steps``, ``seg_losses`` and ``guide_sets`` are sweeps of TCIG (and
-    stage 1); every other method runs once per case. ``guide_sets`` maps a name to the guiding segmenters."""
+    """What to run. ``strengths``, ``stage1_steps``, ``seg_losses``, ``guide_sets`` and ``variants`` are sweeps of
+    TCIG (and stage 1); every other method runs once per case. ``guide_sets`` maps a name to the guiding
+    segmenters; ``variants`` maps a name to overrides of the settings (see :func:`split_overrides`), e.g. an
+    ablation ``{"no-tv": {"tv_weight": 0}}``."""
 
     methods: list[str]
     settings: MethodSettings
@@ -66,6 +70,7 @@ class EvalPlan:
     strengths: list[float] = field(default_factory=list)
     stage1_steps: list[int] = field(default_factory=list)
     seg_losses: list[str] = field(default_factory=list)
+    variants: dict[str, dict] = field(default_factory=dict)
     num_images: int = 1
     seed: int = 0
 
@@ -77,8 +82,45 @@ class EvalPlan:
             raise ConfigError("--num-images must be >= 1 and --size at least 8 pixels")
         for strength in self.strengths:
             replace(self.settings.stage2, strength=strength).check()
+        for name, overrides in self.variants.items():
+            if not name or not set(name) <= VARIANT_CHARS:
+                raise ConfigError(f"variant name '{name}' may hold only letters, digits, '-' and '_'")
+            stage1, stage2, weights = split_overrides(overrides)
+            replace(self.settings.stage1, **stage1).check()
+            replace(self.settings.stage2, **stage2).check()
+            for guides in self.guide_sets.values():
+                if weights is not None and len(weights) != len(guides):
+                    raise ConfigError(
+                        f"variant '{name}': weights lists {len(weights)} guides; there are {len(guides)}"
+                    )
         for steps, loss in itertools.product(self.stage1_steps or [1], self.seg_losses or ["mse"]):
             replace(self.settings.stage1, steps=steps, seg_loss=loss).check()
+
+
+VARIANT_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
+
+
+def split_overrides(overrides: dict) -> tuple[dict, dict, list[float] | None]:
+    """A variant's overrides as (stage-1 settings, stage-2 settings, guide weights): stage-1 fields by name, stage-2
+    fields by name with ``stage2_steps`` for its steps (the ``tcig batch`` keys), and ``weights`` (one per guide of
+    the guide set, ``/``-separated in text, 0 = that guide does not guide)."""
+    stage1_keys = {f.name for f in fields(Stage1Settings)}
+    stage2_keys = {"stage2_steps" if f.name == "steps" else f.name for f in fields(Stage2Settings)}
+    stage1, stage2, weights = {}, {}, None
+    for key, value in overrides.items():
+        if key == "weights":
+            try:
+                weights = [float(w) for w in (value.split("/") if isinstance(value, str) else [value])]
+            except ValueError as err:
+                raise ConfigError(f"variant weights '{value}' are not numbers separated by '/'") from err
+        elif key in stage1_keys:
+            stage1[key] = value
+        elif key in stage2_keys:
+            stage2["steps" if key == "stage2_steps" else key] = value
+        else:
+            allowed = ", ".join(sorted(stage1_keys | stage2_keys | {"weights"}))
+            raise ConfigError(f"unknown setting '{key}' in a variant; allowed: {allowed}")
+    return stage1, stage2, weights
 
 
 @dataclass
@@ -175,6 +217,7 @@ def _check_same_plan(out: Path, plan: EvalPlan) -> None:
         "seed": plan.seed,
         "num_images": plan.num_images,
         "settings": json.loads(json.dumps(asdict(plan.settings))),
+        "variants": plan.variants,
     }
     path = out / "plan.json"
     if path.is_file():
@@ -249,19 +292,25 @@ def _evaluate_case(pipe, case: Case, plan: EvalPlan, scorers: Scorers, writer: R
     settings = plan.settings
     if {"tcig", "stage1"} & set(plan.methods):
         sweeps = itertools.product(
+            plan.variants.items() or [("", {})],
             plan.guide_sets.items(),
             plan.stage1_steps or [settings.stage1.steps],
             plan.seg_losses or [settings.stage1.seg_loss],
         )
-        strengths = plan.strengths or [settings.stage2.strength]
-        for (guides_name, guides), steps, loss in sweeps:
+        for (name, overrides), (guides_name, guides), steps, loss in sweeps:
+            stage1_over, stage2_over, weights = split_overrides(overrides)
+            stage2_base = replace(settings.stage2, **stage2_over)
+            strengths = plan.strengths or [stage2_base.strength]
             base = variant_name(guides=guides_name, steps=steps, loss=loss)
+            base = f"{name},{base}" if name else base
             wanted = [("stage1", base)] if "stage1" in plan.methods else []
             if "tcig" in plan.methods:
                 wanted += [("tcig", f"{base},strength={s:g}") for s in strengths]
             if all((case.name, m, v) in done for m, v in wanted):
                 continue
-            stage1 = replace(settings.stage1, steps=steps, seg_loss=loss)
+            stage1 = replace(settings.stage1, **{"steps": steps, "seg_loss": loss, **stage1_over})
+            if weights is not None:
+                guides = [(seg, w) for (seg, _), w in zip(guides, weights, strict=True)]
             guide_pipe = _with_segmenters(pipe, guides)
             s1 = run_stage1(guide_pipe, case, size, stage1, n, seed)
             s1_settings = {"stage1": vars(stage1).copy(), "guides": _names(guides)}
@@ -271,10 +320,9 @@ def _evaluate_case(pipe, case: Case, plan: EvalPlan, scorers: Scorers, writer: R
                 variant = f"{base},strength={strength:g}"
                 if (case.name, "tcig", variant) in done:
                     continue
-                stage2 = replace(settings.stage2, strength=strength)
-                record(
-                    "tcig", variant, run_refine(pipe, case, s1, stage2, seed), {**s1_settings, "stage2": vars(stage2)}
-                )
+                stage2 = replace(stage2_base, strength=strength)
+                refined = run_refine(guide_pipe, case, s1, stage2, stage1.seg_loss, seed)
+                record("tcig", variant, refined, {**s1_settings, "stage2": vars(stage2)})
 
     others = {
         "diffusion": lambda: run_diffusion(pipe, case, size, settings.stage2, n, seed),

@@ -10,6 +10,19 @@ from .render import SCENE_CLASSES
 
 IMAGE_SIZE = 64
 LATENT_CHANNELS = 8
+SPECIALIST_SIZE = 128
+"""Input size of the object specialist: 64-px images are upsampled to it, so its stride-4 features resolve
+objects a few pixels wide."""
+SPECIALIST_LABELS = {
+    "boat": "ship",
+    "house": "house",
+    "tree": "tree",
+    "rock": "stone",
+    "sun": "sun",
+    "cloud": "clouds",
+}
+"""The specialist's vocabulary: the object classes under names of its own (matched to the scenes' names through
+the synonym table), after a ``background`` label for everything else."""
 NORM = {"image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5]}
 
 
@@ -47,6 +60,54 @@ def evaluator_segmenter():
     )
     config = UperNetConfig(
         backbone_config=backbone, hidden_size=64, use_auxiliary_head=False, num_labels=len(SCENE_CLASSES), **_labels()
+    )
+    return UperNetForSemanticSegmentation(config)
+
+
+def swin_segmenter():
+    """UperNet on a Swin backbone (shifted-window attention, patches of 2 px): the second full-vocabulary guide, of
+    another family than the SegFormer guide and the ConvNeXt evaluator."""
+    from transformers import SwinConfig, UperNetConfig, UperNetForSemanticSegmentation
+
+    backbone = SwinConfig(
+        image_size=IMAGE_SIZE,
+        patch_size=2,
+        embed_dim=24,
+        depths=[1, 1, 2, 1],
+        num_heads=[1, 2, 4, 8],
+        window_size=4,
+        out_features=["stage1", "stage2", "stage3", "stage4"],
+    )
+    config = UperNetConfig(
+        backbone_config=backbone, hidden_size=64, use_auxiliary_head=False, num_labels=len(SCENE_CLASSES), **_labels()
+    )
+    return UperNetForSemanticSegmentation(config)
+
+
+def specialist_labels() -> list[str]:
+    return ["background", *SPECIALIST_LABELS.values()]
+
+
+def object_specialist():
+    """UperNet on a small ResNet, seen at ``SPECIALIST_SIZE`` px, over the object classes and a background class."""
+    from transformers import ResNetConfig, UperNetConfig, UperNetForSemanticSegmentation
+
+    labels = specialist_labels()
+    backbone = ResNetConfig(
+        embedding_size=24,
+        hidden_sizes=[24, 48, 96, 160],
+        depths=[1, 1, 1, 1],
+        layer_type="basic",
+        downsample_in_first_stage=False,
+        out_features=["stage1", "stage2", "stage3", "stage4"],
+    )
+    config = UperNetConfig(
+        backbone_config=backbone,
+        hidden_size=64,
+        use_auxiliary_head=False,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={n: i for i, n in enumerate(labels)},
     )
     return UperNetForSemanticSegmentation(config)
 

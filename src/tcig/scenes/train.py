@@ -12,22 +12,68 @@ import json
 import logging
 import platform
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from . import architectures as arch
-from .data import scene_set
+from .data import SEED_RANGES, scene_set
 from .tokenizer import build_tokenizer
 from .train_loop import train
 
 logger = logging.getLogger(__name__)
 
-MODELS = ("segformer", "evaluator", "clip", "vae", "unet", "pixel")
-DEFAULT_STEPS = {"segformer": 1500, "evaluator": 1500, "clip": 800, "vae": 3000, "unet": 4000, "pixel": 4000}
-BATCH = {"segformer": 32, "evaluator": 32, "clip": 128, "vae": 16, "unet": 32, "pixel": 16}
+MODELS = ("segformer", "evaluator", "swin", "objects", "clip", "vae", "unet", "pixel")
+DEFAULT_STEPS = {
+    "segformer": 1500,
+    "evaluator": 1500,
+    "swin": 1500,
+    "objects": 1500,
+    "clip": 800,
+    "vae": 3000,
+    "unet": 4000,
+    "pixel": 4000,
+}
+BATCH = {"segformer": 32, "evaluator": 32, "swin": 16, "objects": 16, "clip": 128, "vae": 16, "unet": 32, "pixel": 16}
 SCENES_PER_MODEL = 20_000
+
+
+@dataclass(frozen=True)
+class SegmenterRecipe:
+    """How one bundled segmenter trains: its seed range, architecture, input size and label space.
+
+    ``labels`` maps scene class ids to the model's (None: the scene classes themselves); ``degrade`` trains half
+    of the batch on scenes rendered at 64 px and upsampled, which is what a model seen at a larger input size gets
+    from 64-px images."""
+
+    purpose: str
+    build: Callable[[], torch.nn.Module]
+    size: int = arch.IMAGE_SIZE
+    labels: Callable[[], torch.Tensor] | None = None
+    degrade: bool = False
+    scenes: int = SCENES_PER_MODEL
+
+
+def _specialist_lookup() -> torch.Tensor:
+    from .render import SCENE_CLASSES
+
+    names = arch.specialist_labels()
+    return torch.tensor([names.index(arch.SPECIALIST_LABELS.get(c, "background")) for c in SCENE_CLASSES])
+
+
+SEGMENTERS = {
+    "segformer": SegmenterRecipe("segmenter", arch.guiding_segmenter),
+    "evaluator": SegmenterRecipe("evaluator", arch.evaluator_segmenter),
+    "swin": SegmenterRecipe("guide-swin", arch.swin_segmenter),
+    "objects": SegmenterRecipe(
+        "specialist", arch.object_specialist, arch.SPECIALIST_SIZE, _specialist_lookup, degrade=True, scenes=10_000
+    ),
+}
+"""Every bundled segmenter: the guiding SegFormer, the evaluator (never guides), a second full-vocabulary guide
+and the object specialist; each on a seed range of its own."""
 CONTEXT_LENGTH = 40  # captions are at most 20 words; a shorter context makes the UNet's cross-attention cheaper
 
 
@@ -50,21 +96,33 @@ def _flip_labels(images: torch.Tensor, labels: torch.Tensor, generator: torch.Ge
 
 
 def train_segmenter(name: str, out: Path, work: Path, steps: int, count: int, progress: bool = True) -> dict:
-    """``segformer`` (guiding) or ``evaluator`` (UperNet-ConvNeXt), on disjoint seed ranges."""
-    purpose = "segmenter" if name == "segformer" else "evaluator"
-    data = scene_set(purpose, count, arch.IMAGE_SIZE, work / "cache")
-    model = arch.guiding_segmenter() if name == "segformer" else arch.evaluator_segmenter()
+    """One of ``SEGMENTERS``, on its own seed range; cross-entropy with photometric jitter and flips."""
+    recipe = SEGMENTERS[name]
+    count = min(count, recipe.scenes)
+    data = scene_set(recipe.purpose, count, recipe.size, work / "cache")
+    model = recipe.build()
+    lookup = recipe.labels() if recipe.labels is not None else None
 
     def loss_fn(g: torch.Generator) -> torch.Tensor:
         images, labels, _ = data.batch(BATCH[name], g)
         images, labels = _flip_labels(images, labels, g)
+        if recipe.degrade:
+            small = F.interpolate(images, size=(arch.IMAGE_SIZE,) * 2, mode="area")
+            blurred = F.interpolate(small, size=images.shape[-2:], mode="bilinear", align_corners=False)
+            pick = torch.rand(images.shape[0], 1, 1, 1, generator=g) < 0.5
+            images = torch.where(pick, blurred, images)
+        if lookup is not None:
+            labels = lookup[labels]
         logits = model(pixel_values=(augment(images, g) - 0.5) / 0.5).logits
         logits = F.interpolate(logits, size=labels.shape[-2:], mode="bilinear", align_corners=False)
         return F.cross_entropy(logits, labels)
 
     stats = train(name, {"model": model}, loss_fn, steps=steps, lr=2e-3, work_dir=work, seed=1, progress=progress)
     model.save_pretrained(out / name)
-    arch.write_preprocessor(out / name, "SegformerImageProcessor")  # UperNet checkpoints use the same processor
+    # UperNet checkpoints use the same processor as SegFormer's
+    arch.write_preprocessor(out / name, "SegformerImageProcessor", size=recipe.size)
+    seeds = SEED_RANGES[recipe.purpose]
+    stats["seeds"] = [seeds.start, seeds.start + count - 1]
     return stats
 
 
@@ -236,7 +294,7 @@ def train_all(
         if name not in only:
             continue
         steps = max(1, round(DEFAULT_STEPS[name] * scale))
-        if name in ("segformer", "evaluator"):
+        if name in SEGMENTERS:
             stats = train_segmenter(name, out, work, steps, count, progress)
         else:
             trainer = {"clip": train_clip, "vae": train_vae, "unet": train_unet, "pixel": train_pixel}[name]

@@ -1,0 +1,173 @@
+"""Stage-1 priors: starting images from the refiner's own images, robust segmenter views, total variation, the
+background class of a specialist, and guided refinement."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tcig.errors import ClassNameError, ConfigError
+from tcig.layout import IGNORE, Layout
+from tcig.losses import total_variation
+from tcig.parameterization import PixelPyramid
+from tcig.priors import ExemplarBank, initial_images, paint_colours
+from tcig.refiners import Stage2Settings
+from tcig.stage1 import Stage1Settings, ViewDraws, gaussian_blur, segmenter_views
+from tcig.vocabularies import resolve_classes
+
+
+def _layout() -> Layout:
+    label_map = torch.zeros(16, 16, dtype=torch.long)
+    label_map[8:] = 1
+    label_map[10:13, 4:9] = 2
+    label_map[0, 0] = IGNORE
+    return Layout(label_map, ["sky", "sea", "boat"])
+
+
+COLOURS = {"sky": (0.3, 0.5, 0.9), "sea": (0.1, 0.3, 0.6), "boat": (0.8, 0.1, 0.1)}
+
+
+class ColourRefiner:
+    """A stand-in refiner whose image of any prompt naming a class is that class's colour, with a border of grey."""
+
+    vae = None
+    name = "colour-refiner"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def text_to_image(self, prompts, height, width, settings, generator=None, progress=True):
+        self.calls += 1
+        images = torch.full((len(prompts), 3, height, width), 0.5)
+        for i, prompt in enumerate(prompts):
+            for name, colour in COLOURS.items():
+                if name in prompt.split():
+                    images[i, :, 2:-2, 2:-2] = torch.tensor(colour)[:, None, None]
+        return images
+
+
+class ColourSegmenter(torch.nn.Module):
+    """Labels each pixel by its nearest class colour (grey = background)."""
+
+    labels = ["background", *COLOURS]
+
+    @property
+    def device(self):
+        return torch.device("cpu")
+
+    def forward(self, images, queries=None):
+        table = torch.tensor([(0.5, 0.5, 0.5), *COLOURS.values()])
+        distance = (images[:, None] - table[None, :, :, None, None]).pow(2).sum(2)
+        return -distance * 100
+
+
+def test_paint_colours_gives_each_region_its_colour_and_grey_to_dont_care():
+    layout = _layout()
+    colours = torch.tensor([COLOURS[n] for n in layout.classes])
+    image = paint_colours(layout, colours)
+    assert image.shape == (3, 16, 16)
+    assert torch.allclose(image[:, 11, 5], colours[2])
+    assert torch.allclose(image[:, 3, 3], colours[0])
+    assert torch.allclose(image[:, 0, 0], torch.full((3,), 0.5))
+
+
+def test_exemplar_colours_come_from_the_class_pixels_and_are_drawn_once():
+    refiner = ColourRefiner()
+    bank = ExemplarBank(refiner, [ColourSegmenter()], "a photo of a {name}", (16, 16), Stage2Settings())
+    exemplars = bank.get(["sea", "boat"])
+    assert refiner.calls == 1
+    for exemplar, name in zip(exemplars, ["sea", "boat"], strict=True):
+        # the grey border is not the class, so the mean is the class colour itself
+        assert torch.allclose(exemplar.colour, torch.tensor(COLOURS[name]), atol=1e-5)
+    bank.get(["boat", "sea"])
+    assert refiner.calls == 1  # cached
+
+
+@pytest.mark.parametrize("init", ["colours", "collage", "prompt"])
+def test_initial_images_follow_the_layout(init):
+    layout = _layout()
+    refiner = ColourRefiner()
+    bank = ExemplarBank(refiner, [ColourSegmenter()], "a photo of a {name}", (16, 16), Stage2Settings())
+    images = initial_images(
+        init,
+        layout,
+        "a sky",
+        2,
+        bank=bank,
+        refiner=refiner,
+        segmenters=[ColourSegmenter()],
+        settings=Stage2Settings(),
+        generator=torch.Generator().manual_seed(0),
+    )
+    assert images.shape == (2, 3, 16, 16)
+    if init == "prompt":  # the refiner's own image for the prompt, ignoring the layout
+        assert torch.allclose(images[0, :, 11, 5], torch.tensor(COLOURS["sky"]))
+        return
+    predicted = ColourSegmenter()(images).argmax(1)
+    labelled = layout.label_map != IGNORE
+    target = layout.label_map + 1  # segmenter label 0 is background
+    assert (predicted[0][labelled] == target[labelled]).float().mean() > 0.9
+
+
+def test_pixel_pyramid_starts_from_the_initial_image():
+    coarse = torch.rand(1, 3, 4, 4, generator=torch.Generator().manual_seed(0)) * 0.8 + 0.1
+    init = torch.nn.functional.interpolate(coarse, size=(16, 16), mode="bilinear", align_corners=False)
+    pyramid = PixelPyramid(1, 16, 16, levels=3, init=init, init_std=0.0)
+    assert torch.allclose(pyramid(), init, atol=1e-5)
+    half = PixelPyramid(1, 16, 16, levels=3, finest=1, init=init, init_std=0.0)
+    assert (half() - init).abs().mean() < 0.03  # a half-resolution start of a smooth image is close to it
+
+
+def test_views_without_transformations_are_the_image_and_its_target():
+    images = torch.rand(2, 3, 8, 8)
+    target = torch.randint(0, 3, (2, 8, 8))
+    settings = Stage1Settings(seg_views=3)
+    draws = ViewDraws.sample(6, (8, 8), settings, torch.Generator().manual_seed(0), "cpu")
+    views, (moved,) = segmenter_views(images, [target], 3, draws)
+    assert views.shape == (6, 3, 8, 8)
+    assert torch.allclose(views, images.repeat_interleave(3, dim=0), atol=1e-5)
+    assert torch.equal(moved, target.repeat_interleave(3, dim=0))
+
+
+def test_a_shifted_view_moves_its_target_with_it():
+    """Pixels keep their label under a shift; those moved in from outside the image are not scored."""
+    target = torch.randint(0, 4, (1, 16, 16))
+    images = (target[:, None].float() / 3).expand(-1, 3, -1, -1)  # the label is readable from the pixel
+    theta = torch.tensor([[[1.0, 0.0, 2 * 3 / 16], [0.0, 1.0, -2 * 2 / 16]]])  # 3 px left, 2 px down
+    views, (moved,) = segmenter_views(images, [target], 1, ViewDraws(theta, torch.zeros(1), None))
+    scored = moved != IGNORE
+    assert scored.float().mean() > 0.6 and (~scored).any()
+    assert torch.equal((views[:, 0] * 3).round().long()[scored], moved[scored])
+    assert torch.equal(moved[0, 2:, :13], target[0, :14, 3:])
+
+
+def test_gaussian_blur_keeps_flat_images_and_smooths_noise():
+    flat = torch.full((2, 3, 8, 8), 0.4)
+    assert torch.allclose(gaussian_blur(flat, torch.tensor([0.0, 1.5])), flat, atol=1e-6)
+    noise = torch.rand(2, 3, 16, 16)
+    blurred = gaussian_blur(noise, torch.tensor([0.0, 1.5]))
+    assert torch.allclose(blurred[0], noise[0], atol=1e-5)
+    assert total_variation(blurred[1:]) < 0.5 * total_variation(noise[1:])
+
+
+def test_stage1_settings_refuse_bad_priors():
+    for bad in (
+        {"init": "paint"},
+        {"seg_views": 0},
+        {"seg_shift": 0.6},
+        {"seg_blur": -1.0},
+        {"tv_weight": float("nan")},
+    ):
+        with pytest.raises(ConfigError):
+            Stage1Settings(**bad).check()
+    with pytest.raises(ConfigError):
+        Stage2Settings(seg_guidance=-1.0).check()
+
+
+def test_a_specialist_maps_the_classes_it_lacks_to_its_background():
+    labels = {"general": ["sky", "sea", "boat"], "specialist": ["background", "ship"]}
+    mapping = resolve_classes(["sky", "sea", "boat"], labels)
+    assert mapping["specialist"] == [0, 0, 1]  # boat ~ ship by synonym; sky and sea are its background
+    assert mapping["general"] == [0, 1, 2]
+    with pytest.raises(ClassNameError):  # a background label does not make a class known
+        resolve_classes(["sky", "castle"], labels)

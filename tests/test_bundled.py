@@ -10,10 +10,10 @@ from tcig.refiners import load_refiner
 
 def test_bundle_fits_the_budget_and_holds_safetensors_only():
     files = [p for p in BUNDLED.rglob("*") if p.is_file()]
-    assert sum(p.stat().st_size for p in files) <= 40 * 2**20
+    assert sum(p.stat().st_size for p in files) <= 50 * 2**20  # issue 11: 50 MB in all
     assert not [p for p in files if p.suffix in (".bin", ".pt", ".ckpt", ".pth")]
     record = json.loads((BUNDLED / "TRAINING.json").read_text())
-    for name in ("segformer", "evaluator", "clip", "vae", "unet", "pixel"):
+    for name in ("segformer", "evaluator", "swin", "objects", "clip", "vae", "unet", "pixel"):
         assert record[name]["steps"] > 0 and record[name]["seconds"] > 0 and "hardware" in record[name]
 
 
@@ -22,3 +22,25 @@ def test_half_precision_unets_load_as_float32():
         refiner = load_refiner(BUILTIN[name].refiner)
         unet = refiner.pipeline.unet if hasattr(refiner, "pipeline") else refiner.unet
         assert unet.dtype == torch.float32, name
+
+
+def test_each_bundled_model_trained_on_a_seed_range_of_its_own():
+    """No two models share training scenes, and none overlaps the held-out or tuning scenes."""
+    from tcig.scenes.data import SEED_RANGES
+
+    ranges = list(SEED_RANGES.values())
+    for i, a in enumerate(ranges):
+        for b in ranges[i + 1 :]:
+            assert a.stop <= b.start or b.stop <= a.start, (a, b)
+    record = json.loads((BUNDLED / "TRAINING.json").read_text())
+    for name in ("swin", "objects"):
+        first, last = record[name]["seeds"]
+        assert SEED_RANGES["heldout"].start > last and first not in SEED_RANGES["segmenter"]
+
+
+def test_the_specialist_names_its_classes_its_own_way_and_sees_a_larger_input():
+    from tcig.segmenters import load_segmenter
+
+    specialist = load_segmenter(str(BUNDLED / "objects"))
+    assert specialist.labels == ["background", "ship", "house", "tree", "stone", "sun", "clouds"]
+    assert specialist.norm.size == (128, 128)

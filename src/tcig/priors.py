@@ -124,16 +124,16 @@ def paint_colours(layout: Layout, colours: torch.Tensor) -> torch.Tensor:
     return table[index].permute(2, 0, 1)
 
 
-def paint_collage(layout: Layout, exemplars: list[Exemplar], generator: torch.Generator | None) -> torch.Tensor:
+def paint_collage(
+    layout: Layout, exemplars: dict[int, Exemplar], generator: torch.Generator | None
+) -> torch.Tensor:
     """Each region filled with pixels of its class from its exemplars: the exemplar image whose class pixels cover
     the region best is laid in place, and region pixels where it does not show the class take pixels of the class
     drawn at random from the exemplars (a texture of the right colours), then a 3×3 box blur smooths the seams."""
     h, w = layout.size
-    out = paint_colours(layout, torch.stack([e.colour for e in exemplars]))
-    for k, exemplar in enumerate(exemplars):
+    out = paint_colours(layout, exemplar_colours(layout, exemplars))
+    for k, exemplar in exemplars.items():
         region = layout.label_map == k
-        if not region.any():
-            continue
         images = _resize(exemplar.images, (h, w))
         masks = F.interpolate(exemplar.mask[:, None].float(), size=(h, w), mode="nearest")[:, 0] > 0.5
         overlap = (masks & region).flatten(1).sum(1)
@@ -147,6 +147,14 @@ def paint_collage(layout: Layout, exemplars: list[Exemplar], generator: torch.Ge
             out[:, rest] = pool[:, pick]
     smooth = F.avg_pool2d(F.pad(out[None], (1, 1, 1, 1), mode="replicate"), 3, stride=1)[0]
     return torch.where(layout.label_map[None] == IGNORE, out, smooth)
+
+
+def exemplar_colours(layout: Layout, exemplars: dict[int, Exemplar]) -> torch.Tensor:
+    """``[K,3]`` colours of the layout's classes (grey for a class with no exemplar)."""
+    colours = torch.full((len(layout.classes), 3), 0.5)
+    for k, exemplar in exemplars.items():
+        colours[k] = exemplar.colour
+    return colours
 
 
 def _resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -176,22 +184,25 @@ def initial_images(
     if refiner is None or bank is None:
         raise ValueError(f"init '{init}' needs a refiner to draw from")
     size = layout.size
+    present = layout.present_classes()
+    exemplars = {}
+    if init in ("colours", "collage"):
+        exemplars = dict(zip(present, bank.get([layout.classes[k] for k in present]), strict=True))
     if init in ("colours", "prompt"):
         drawn = refiner.text_to_image([prompt] * num_images, *size, settings, generator, progress=False).float().cpu()
         if init == "prompt":
             return drawn
-        colours = torch.stack([e.colour for e in bank.get(layout.classes)])
+        colours = exemplar_colours(layout, exemplars)
         masks = class_masks(segmenters, drawn, layout.classes)
         painted = []
         for image, mask in zip(drawn, masks, strict=True):
             own = colours.clone()
-            for k in range(len(layout.classes)):
+            for k in present:
                 if mask[k].sum() >= MIN_PIXELS:
                     own[k] = image[:, mask[k]].mean(dim=1)
             painted.append(paint_colours(layout, own))
         return torch.stack(painted)
     if init == "collage":
-        exemplars = bank.get(layout.classes)
         return torch.stack([paint_collage(layout, exemplars, generator) for _ in range(num_images)])
     raise ValueError(f"unknown init '{init}'; use one of {', '.join(INITS)}")
 

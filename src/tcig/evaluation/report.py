@@ -78,7 +78,10 @@ def pooled_scores(rows: list[dict]) -> dict | None:
         "size_iou": {name: (i / u if u else None) for name, (i, u, _) in bins.items()},
         "size_regions": {name: n for name, (_, _, n) in bins.items()},
         "class_colours": {
-            name: {"mean": torch.tensor(c).mean(0).tolist(), "std": torch.tensor(c).std(0).norm().item()}
+            name: {
+                "mean": torch.tensor(c).double().mean(0).tolist(),
+                "std": torch.tensor(c).double().std(0).norm().item(),
+            }
             for name, c in colours.items()
             if len(c) > 1
         },

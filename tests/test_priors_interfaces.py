@@ -10,7 +10,8 @@ from tcig.errors import ConfigError
 from tcig.evaluation.runner import read_results, split_overrides
 
 PRIORS = ["--init", "colours", "--seg-views", "2", "--seg-shift", "0.1", "--seg-scale", "0.1", "--seg-blur", "1",
-          "--tv-weight", "0.2", "--seg-guidance", "5"]  # fmt: skip
+          "--tv-weight", "0.2", "--seg-guidance", "5", "--cycles", "1", "--cycle-steps", "2",
+          "--cycle-strength", "0.5"]  # fmt: skip
 
 
 @pytest.fixture
@@ -29,6 +30,7 @@ def test_generate_takes_every_prior_and_records_it(tiny, spec, tmp_path):
     stage1, stage2 = meta["settings"]["stage1"], meta["settings"]["stage2"]
     assert stage1["init"] == "colours" and stage1["seg_views"] == 2 and stage1["tv_weight"] == 0.2
     assert stage1["seg_shift"] == 0.1 and stage1["seg_blur"] == 1.0 and stage2["seg_guidance"] == 5.0
+    assert stage2["cycles"] == 1 and stage2["cycle_steps"] == 2
     assert "tv" in meta["history"][0] and meta["timings"]["init_s"] > 0
 
 

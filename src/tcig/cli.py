@@ -142,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
         ("--stage2-steps", "steps", int, "scheduler steps before strength"),
         ("--guidance-scale", "guidance_scale", float, "classifier-free guidance"),
         ("--seg-guidance", "seg_guidance", float, "weight of the guides' segmentation gradient at each stage-2 step"),
+        ("--cycles", "cycles", int, "polish-and-refine cycles after stage 2 (0 = none)"),
+        ("--cycle-steps", "cycle_steps", int, "stage-1 steps of each cycle's polish"),
+        ("--cycle-strength", "cycle_strength", float, "img2img strength of each cycle's refinement"),
     ]
     for flag, field, kind, text in stage2_options:
         s2.add_argument(flag, dest=f"s2_{field}", type=kind, help=f"{text} (default {getattr(s2_defaults, field)})")

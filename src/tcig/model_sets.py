@@ -72,11 +72,14 @@ SCENES_STAGE1 = {"steps": 100, "lr": 0.03, "seg_noise": 0.1, "seg_loss": "ce"}
 """Stage-1 settings of the scenes sets, chosen with `tcig eval` on 12 tuning scenes (seeds 9,500,000+, apart from
 the evaluation cases): see the README's evaluation section for the commands and figures."""
 
+SCENES_GUIDES = ((str(BUNDLED / "segformer"), 1.0), (str(BUNDLED / "swin"), 1.0), (str(BUNDLED / "objects"), 1.0))
+"""The scenes sets' guides: SegFormer, UperNet-Swin and the object specialist (UperNet-ResNet at 128 px)."""
+
 BUILTIN = {
     "scenes": ModelSet(
         "scenes",
         str(BUNDLED / "clip"),
-        ((str(BUNDLED / "segformer"), 1.0),),
+        SCENES_GUIDES,
         str(BUNDLED / "sd"),
         64,
         description="bundled offline models of the synthetic scenes world (12 classes, 64 px): CLIP, SegFormer, "
@@ -88,7 +91,7 @@ BUILTIN = {
     "scenes-pixel": ModelSet(
         "scenes-pixel",
         str(BUNDLED / "clip"),
-        ((str(BUNDLED / "segformer"), 1.0),),
+        SCENES_GUIDES,
         str(BUNDLED / "pixel"),
         64,
         description="the bundled scenes models with the image-space diffusion model as stage 2 (SDEdit on pixels)",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Literal
 
 import torch
@@ -203,57 +203,22 @@ class TCIGPipeline:
         self.check_inputs(prompt, layout, parameterization, stage2, stage1, num_images)
         height, width = self.output_size(layout, height, width, self.resolution)
         layout = layout.resized(height, width, fit)
-        long_side = max(height, width)
-        # the model set's stage-1 size is a ceiling (never above the output); an explicit stage1_size is used as given
-        h1, w1 = self.output_size(layout, None, None, stage1_size or min(self.stage1_size or long_side, long_side))
-        layout_s1 = layout.resized(h1, w1, "stretch")
-        terms = self.seg_terms(layout_s1, num_images)
-        prompts = [prompt] * num_images
+        h1, w1 = self.stage1_shape(layout, stage1_size)
         timings: dict[str, float] = {}
 
         start = time.perf_counter()
-        with torch.no_grad():
-            text_embeds = self.clip.encode_text(prompts) if stage1.clip_weight > 0 else None
         init = self.initial_images(stage1, prompt, layout, (h1, w1), num_images, generator)
         if init is not None:
             timings["init_s"] = time.perf_counter() - start
-        if parameterization == "latent":
-            param = VAELatent(self.refiner.vae, num_images, h1, w1, init=init, generator=generator)
-        else:
-            param = PixelPyramid(
-                num_images,
-                h1,
-                w1,
-                levels=stage1.pyramid_levels,
-                finest=stage1.pyramid_finest,
-                init_std=stage1.init_noise if init is not None else 0.5,
-                init=init,
-                generator=generator,
-            )
-        param.to(self.device)
-        stage1_images, history = run_stage1(
-            param,
-            settings=stage1,
-            seg_terms=terms,
-            clip=self.clip,
-            text_embeds=text_embeds,
-            generator=generator,
-            callback=callback,
-            autocast_dtype=autocast_dtype(self.device) if self.stage1_autocast else None,
-            compile_step=self.compile_stage1,
-            progress=progress,
+        start = time.perf_counter()
+        stage1_images, history = self.optimize(
+            prompt, layout, (h1, w1), stage1, num_images, parameterization, init, generator, callback, progress
         )
-        _sync(self.device)
-        timings["stage1_s"] = time.perf_counter() - start - timings.get("init_s", 0.0)
-        if (h1, w1) != (height, width):
-            stage1_images = F.interpolate(
-                stage1_images, size=(height, width), mode="bicubic", align_corners=False
-            ).clamp(0, 1)
+        timings["stage1_s"] = time.perf_counter() - start
         images = stage1_images
         if stage2 is not None:
             start = time.perf_counter()
-            images = self.refine(stage1_images, prompt, layout, stage2, stage1.seg_loss, generator, progress)
-            _sync(self.device)
+            images = self.refine(stage1_images, prompt, layout, stage2, stage1, generator, progress, (h1, w1))
             timings["stage2_s"] = time.perf_counter() - start
         timings["total_s"] = sum(timings.values())
         settings = {
@@ -270,6 +235,62 @@ class TCIGPipeline:
             "models": self.describe(),
         }
         return TCIGOutput(images.cpu(), stage1_images.cpu(), layout, history, timings, settings)
+
+    def stage1_shape(self, layout: Layout, stage1_size: int | None = None) -> tuple[int, int]:
+        """Stage 1's (height, width) for a layout already at the output size: the model set's stage-1 size is a
+        ceiling (never above the output); an explicit ``stage1_size`` is used as given."""
+        long_side = max(layout.size)
+        return self.output_size(layout, None, None, stage1_size or min(self.stage1_size or long_side, long_side))
+
+    def optimize(
+        self,
+        prompt: str,
+        layout: Layout,
+        size: tuple[int, int],
+        stage1: Stage1Settings,
+        num_images: int,
+        parameterization: Parameterization = "pixel",
+        init: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        callback: Callable[[dict], None] | None = None,
+        progress: bool = True,
+    ) -> tuple[torch.Tensor, list[dict]]:
+        """Stage 1 at ``size`` from ``init`` (images ``[B,3,*size]``, or None for the parameterization's random
+        start); returns images upsampled to the layout's size and the loss history."""
+        h1, w1 = size
+        terms = self.seg_terms(layout.resized(h1, w1, "stretch"), num_images)
+        with torch.no_grad():
+            text_embeds = self.clip.encode_text([prompt] * num_images) if stage1.clip_weight > 0 else None
+        if parameterization == "latent":
+            param = VAELatent(self.refiner.vae, num_images, h1, w1, init=init, generator=generator)
+        else:
+            param = PixelPyramid(
+                num_images,
+                h1,
+                w1,
+                levels=stage1.pyramid_levels,
+                finest=stage1.pyramid_finest,
+                init_std=stage1.init_noise if init is not None else 0.5,
+                init=init,
+                generator=generator,
+            )
+        param.to(self.device)
+        images, history = run_stage1(
+            param,
+            settings=stage1,
+            seg_terms=terms,
+            clip=self.clip,
+            text_embeds=text_embeds,
+            generator=generator,
+            callback=callback,
+            autocast_dtype=autocast_dtype(self.device) if self.stage1_autocast else None,
+            compile_step=self.compile_stage1,
+            progress=progress,
+        )
+        _sync(self.device)
+        if (h1, w1) != layout.size:
+            images = F.interpolate(images, size=layout.size, mode="bicubic", align_corners=False).clamp(0, 1)
+        return images, history
 
     def initial_images(
         self,
@@ -312,17 +333,42 @@ class TCIGPipeline:
         prompt: str,
         layout: Layout,
         stage2: Stage2Settings,
-        seg_loss: str = "ce",
+        stage1: Stage1Settings,
         generator: torch.Generator | None = None,
         progress: bool = True,
+        stage1_size: tuple[int, int] | None = None,
     ) -> torch.Tensor:
-        """Stage 2 on ``images`` at the layout's size; with ``stage2.seg_guidance > 0`` the guides' segmentation
-        loss steers every denoising step (guided refinement), so the refined image keeps the layout."""
+        """Stage 2 on ``images`` at the layout's size. With ``stage2.seg_guidance > 0`` the guides' segmentation
+        loss steers every denoising step (guided refinement); with ``stage2.cycles`` each cycle polishes the refined
+        image with ``cycle_steps`` stage-1 steps (``stage1``'s settings, at ``stage1_size``) and refines it again at
+        ``cycle_strength``, so the layout that stage 2 blurred is restored and realism kept."""
         prompts = [prompt] * images.shape[0]
         guidance = None
         if stage2.seg_guidance > 0:
-            guidance = seg_terms_loss(self.seg_terms(layout, images.shape[0]), seg_loss)
-        return self.refiner.refine(images, prompts, stage2, generator=generator, progress=progress, guidance=guidance)
+            guidance = seg_terms_loss(self.seg_terms(layout, images.shape[0]), stage1.seg_loss)
+        images = self.refiner.refine(
+            images, prompts, stage2, generator=generator, progress=progress, guidance=guidance
+        )
+        size = stage1_size or self.stage1_shape(layout)
+        polish = replace(stage1, steps=stage2.cycle_steps, init_noise=0.0)
+        again = replace(stage2, strength=stage2.cycle_strength)
+        for _ in range(stage2.cycles):
+            start = F.interpolate(images, size=size, mode="bilinear", align_corners=False, antialias=True)
+            images, _ = self.optimize(
+                prompt,
+                layout,
+                size,
+                polish,
+                images.shape[0],
+                init=start.clamp(0, 1),
+                generator=generator,
+                progress=progress,
+            )
+            images = self.refiner.refine(
+                images, prompts, again, generator=generator, progress=progress, guidance=guidance
+            )
+        _sync(self.device)
+        return images
 
     def describe(self) -> dict:
         """The model ids or folders in use, for the output sidecar."""

@@ -124,9 +124,7 @@ def paint_colours(layout: Layout, colours: torch.Tensor) -> torch.Tensor:
     return table[index].permute(2, 0, 1)
 
 
-def paint_collage(
-    layout: Layout, exemplars: dict[int, Exemplar], generator: torch.Generator | None
-) -> torch.Tensor:
+def paint_collage(layout: Layout, exemplars: dict[int, Exemplar], generator: torch.Generator | None) -> torch.Tensor:
     """Each region filled with pixels of its class from its exemplars: the exemplar image whose class pixels cover
     the region best is laid in place, and region pixels where it does not show the class take pixels of the class
     drawn at random from the exemplars (a texture of the right colours), then a 3×3 box blur smooths the seams."""

@@ -62,13 +62,18 @@ class Refiner(Protocol):
 @dataclass
 class Stage2Settings:
     """img2img settings: noise to ``strength`` of the schedule, then ``int(steps * strength)`` denoising steps.
-    ``seg_guidance`` > 0 steers each of those steps with the guiding segmenters' gradient (guided refinement)."""
+    ``seg_guidance`` > 0 steers each of those steps with the guiding segmenters' gradient (guided refinement).
+    ``cycles`` > 0 alternates, after the first refinement, ``cycle_steps`` stage-1 steps from the refined image and
+    a refinement at ``cycle_strength`` (see ``TCIGPipeline.refine``)."""
 
     strength: float = 0.6
     steps: int = 30
     guidance_scale: float = 7.5
     negative_prompt: str | None = None
     seg_guidance: float = 0.0
+    cycles: int = 0
+    cycle_steps: int = 20
+    cycle_strength: float = 0.15
 
     def check(self) -> None:
         if not math.isfinite(self.guidance_scale) or not math.isfinite(self.seg_guidance) or self.seg_guidance < 0:
@@ -78,6 +83,10 @@ class Stage2Settings:
             )
         if not 0 < self.strength <= 1:
             raise ConfigError(f"--strength must be in (0, 1], got {self.strength}")
+        if self.cycles < 0 or self.cycle_steps < 0 or not 0 < self.cycle_strength <= 1:
+            raise ConfigError("--cycles and --cycle-steps must be >= 0 and --cycle-strength in (0, 1]")
+        if self.cycles and int(self.steps * self.cycle_strength) < 1:
+            raise ConfigError(f"--cycle-strength {self.cycle_strength} with {self.steps} steps leaves no step")
         if int(self.steps * self.strength) < 1:
             raise ConfigError(
                 f"--strength {self.strength} with {self.steps} steps leaves no denoising step; raise one of them"

@@ -71,12 +71,14 @@ def run_stage1(
 
 
 def run_refine(
-    pipe: TCIGPipeline, case: Case, stage1: Generated, settings: Stage2Settings, seg_loss: str, seed: int
+    pipe: TCIGPipeline, case: Case, stage1: Generated, settings: Stage2Settings, stage1_settings, seed: int
 ) -> Generated:
-    """Stage 2 on a stage-1 result, its noise drawn from seed + 1 (stage 1 used seed)."""
+    """Stage 2 (with its cycles, if any) on a stage-1 result, its noise drawn from seed + 1 (stage 1 used seed)."""
     layout = case.layout.resized(*stage1.images.shape[-2:], "stretch")
     with measure(pipe.device) as m:
-        images = pipe.refine(stage1.images, case.prompt, layout, settings, seg_loss, _generator(seed + 1), False)
+        images = pipe.refine(
+            stage1.images, case.prompt, layout, settings, stage1_settings, _generator(seed + 1), False
+        )
     return Generated(images, {**stage1.stages, "stage2": m})
 
 

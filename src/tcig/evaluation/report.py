@@ -260,8 +260,9 @@ def class_table(summary: list[dict]) -> list[str]:
 
 
 def write_plots(out: Path, summary: list[dict]) -> list[Path]:
-    """``miou_vs_strength.png`` (TCIG's strength sweep against the other methods) and ``quality_vs_control.png``
-    (KID or CLIP score against evaluator mIoU, one point per method and variant)."""
+    """``miou_vs_strength.png`` (TCIG's strength sweep against the other methods), ``miou_vs_steps.png`` (where
+    several stage-1 step counts ran, with seconds per image) and ``quality_vs_control.png`` (KID or CLIP score
+    against evaluator mIoU, one point per method and variant)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -290,6 +291,21 @@ def write_plots(out: Path, summary: list[dict]) -> list[Path]:
         fig.tight_layout()
         written.append(_save(fig, out / "miou_vs_strength.png"))
         plt.close(fig)
+    by_steps = _steps_curves(summary)
+    if by_steps:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for label, points in by_steps.items():
+            xs, ys, cis, secs = zip(*points, strict=True)
+            ax.errorbar(xs, ys, yerr=cis, marker="o", capsize=3, label=label)
+            for x, y, sec in zip(xs, ys, secs, strict=True):
+                ax.annotate(f"{sec:.1f} s", (x, y), fontsize=6, xytext=(3, -9), textcoords="offset points")
+        ax.set_xlabel("stage-1 steps")
+        ax.set_ylabel("evaluator mIoU")
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        written.append(_save(fig, out / "miou_vs_steps.png"))
+        plt.close(fig)
     points = [e for e in summary if e.get("miou")]
     use_kid = any(e.get("kid") for e in points)
     if points:
@@ -308,6 +324,20 @@ def write_plots(out: Path, summary: list[dict]) -> list[Path]:
         written.append(_save(fig, out / "quality_vs_control.png"))
         plt.close(fig)
     return written
+
+
+def _steps_curves(summary: list[dict]) -> dict[str, list[tuple]]:
+    """(steps, mIoU, CI, seconds per image) per method and variant-without-steps, where several step counts ran."""
+    curves: dict[str, list[tuple]] = defaultdict(list)
+    for e in summary:
+        parts = e["variant"].split(",")
+        steps = [p for p in parts if p.startswith("steps=")]
+        if e["method"] not in ("tcig", "stage1") or not steps or not e.get("miou"):
+            continue
+        label = e["method"] + " " + ",".join(p for p in parts if not p.startswith(("steps=", "guides=", "loss=")))
+        seconds = (e.get("seconds_per_image") or {}).get("mean", float("nan"))
+        curves[label.strip()].append((int(steps[0][6:]), e["miou"]["mean"], e["miou"]["ci95"], seconds))
+    return {k: sorted(v) for k, v in curves.items() if len(v) > 1}
 
 
 def _colour(method: str) -> str:

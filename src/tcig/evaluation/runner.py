@@ -321,7 +321,7 @@ def _evaluate_case(pipe, case: Case, plan: EvalPlan, scorers: Scorers, writer: R
                 if (case.name, "tcig", variant) in done:
                     continue
                 stage2 = replace(stage2_base, strength=strength)
-                refined = run_refine(guide_pipe, case, s1, stage2, stage1.seg_loss, seed)
+                refined = run_refine(guide_pipe, case, s1, stage2, stage1, seed)
                 record("tcig", variant, refined, {**s1_settings, "stage2": vars(stage2)})
 
     others = {

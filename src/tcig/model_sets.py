@@ -68,9 +68,25 @@ class ModelSet:
 BUNDLED = Path(__file__).parent / "bundled" / "scenes"
 """The models trained in the synthetic scenes world (``python -m tcig.scenes.train``), shipped with the package."""
 
-SCENES_STAGE1 = {"steps": 100, "lr": 0.03, "seg_noise": 0.1, "seg_loss": "ce"}
-"""Stage-1 settings of the scenes sets, chosen with `tcig eval` on 12 tuning scenes (seeds 9,500,000+, apart from
-the evaluation cases): see the README's evaluation section for the commands and figures."""
+SCENES_STAGE1 = {
+    "steps": 30,
+    "lr": 0.03,
+    "num_crops": 4,
+    "seg_noise": 0.1,
+    "seg_loss": "ce",
+    "init": "colours",
+    "init_noise": 0.1,
+    "seg_views": 1,
+    "seg_shift": 0.06,
+    "seg_scale": 0.15,
+    "seg_blur": 1.0,
+    "tv_weight": 1.0,
+}
+"""Stage-1 settings of the scenes sets, chosen with `tcig eval --variant` on tuning cases only (6 rendered scenes of
+seeds 9,500,000+ and the hand-drawn layouts of examples/unusual/tune): benchmarks/tune_scenes.sh, docs/tuning.md."""
+
+SCENES_STAGE2 = {"strength": 0.35, "steps": 30, "guidance_scale": 4.0, "cycles": 1, "cycle_steps": 10}
+"""Stage 2 of the scenes sets: a refinement at 0.35, then one cycle of 10 stage-1 steps and a refinement at 0.15."""
 
 SCENES_GUIDES = ((str(BUNDLED / "segformer"), 1.0), (str(BUNDLED / "swin"), 1.0), (str(BUNDLED / "objects"), 1.0))
 """The scenes sets' guides: SegFormer, UperNet-Swin and the object specialist (UperNet-ResNet at 128 px)."""
@@ -82,11 +98,12 @@ BUILTIN = {
         SCENES_GUIDES,
         str(BUNDLED / "sd"),
         64,
-        description="bundled offline models of the synthetic scenes world (12 classes, 64 px): CLIP, SegFormer, "
-        "latent diffusion; evaluator UperNet-ConvNeXt",
+        description="bundled offline models of the synthetic scenes world (12 classes, 64 px): CLIP; guides "
+        "SegFormer, UperNet-Swin and an object specialist; latent diffusion; evaluator UperNet-ConvNeXt",
         evaluator=str(BUNDLED / "evaluator"),
         stage1=SCENES_STAGE1,
-        stage2={"strength": 0.25, "steps": 30, "guidance_scale": 4.0},
+        exemplar_prompt="a scene with a {name}",
+        stage2=SCENES_STAGE2,
     ),
     "scenes-pixel": ModelSet(
         "scenes-pixel",
@@ -97,7 +114,8 @@ BUILTIN = {
         description="the bundled scenes models with the image-space diffusion model as stage 2 (SDEdit on pixels)",
         evaluator=str(BUNDLED / "evaluator"),
         stage1=SCENES_STAGE1,
-        stage2={"strength": 0.25, "steps": 30, "guidance_scale": 4.0},
+        exemplar_prompt="a scene with a {name}",
+        stage2=SCENES_STAGE2,
     ),
     "sd15": ModelSet(
         "sd15",

@@ -34,10 +34,16 @@ train-scenes: install
 scenes-quality: install
 	HF_HUB_OFFLINE=1 $(BIN)/python -m tcig.scenes.quality --models src/tcig/bundled/scenes
 
-# TCIG against every baseline on 100 held-out rendered scenes (reports/scenes/summary.md; resumable).
+# TCIG against every baseline on 100 held-out rendered scenes (the two slow baselines, regional and guided, on the
+# first 30), then on the held-out hand-drawn layouts, and the ablation (reports/*/summary.md; each resumable).
 eval-scenes: install
-	HF_HUB_OFFLINE=1 $(BIN)/tcig eval --models scenes --cases scenes:100 --strengths 0.2,0.25,0.35,0.5 \
+	HF_HUB_OFFLINE=1 $(BIN)/tcig eval --models scenes --cases scenes:100 --methods tcig,stage1,diffusion,sdedit-layout \
 		--out reports/scenes --title "bundled scenes, 100 held-out scenes"
+	HF_HUB_OFFLINE=1 $(BIN)/tcig eval --models scenes --cases scenes:30 --methods regional,guided \
+		--out reports/scenes --title "bundled scenes, 100 held-out scenes"
+	HF_HUB_OFFLINE=1 $(BIN)/tcig eval --models scenes --cases folder:examples/unusual/test \
+		--out reports/unusual_test --title "hand-drawn unusual layouts (held out)"
+	bash benchmarks/ablation_scenes.sh
 
 lint: install
 	$(BIN)/ruff check src tests

@@ -301,16 +301,18 @@ def _evaluate_case(pipe, case: Case, plan: EvalPlan, scorers: Scorers, writer: R
             stage1_over, stage2_over, weights = split_overrides(overrides)
             stage2_base = replace(settings.stage2, **stage2_over)
             strengths = plan.strengths or [stage2_base.strength]
-            base = variant_name(guides=guides_name, steps=steps, loss=loss)
+            stage1 = replace(settings.stage1, **{"steps": steps, "seg_loss": loss, **stage1_over})
+            if weights is not None:
+                guides = [(seg, w) for (seg, _), w in zip(guides, weights, strict=True)]
+                guides_name = f"{sum(w > 0 for w in weights)}seg"
+            # the settings that ran, overrides included
+            base = variant_name(guides=guides_name, steps=stage1.steps, loss=stage1.seg_loss)
             base = f"{name},{base}" if name else base
             wanted = [("stage1", base)] if "stage1" in plan.methods else []
             if "tcig" in plan.methods:
                 wanted += [("tcig", f"{base},strength={s:g}") for s in strengths]
             if all((case.name, m, v) in done for m, v in wanted):
                 continue
-            stage1 = replace(settings.stage1, **{"steps": steps, "seg_loss": loss, **stage1_over})
-            if weights is not None:
-                guides = [(seg, w) for (seg, _), w in zip(guides, weights, strict=True)]
             guide_pipe = _with_segmenters(pipe, guides)
             s1 = run_stage1(guide_pipe, case, size, stage1, n, seed)
             s1_settings = {"stage1": vars(stage1).copy(), "guides": _names(guides)}

@@ -160,7 +160,7 @@ def _class_colours(arg: str | None, model_set_name: str) -> dict | None:
             return {str(k): tuple(int(c) for c in v) for k, v in data.items()}
         except (OSError, ValueError, TypeError, AttributeError) as err:
             raise ConfigError(f"--class-colours '{arg}' is not a JSON object of class: [r, g, b]: {err}") from err
-    if model_set_name == "scenes":
+    if model_set_name in ("scenes", "scenes-pixel"):  # the bundled world paints its layouts in its classes' colours
         from .scenes.data import class_colours
 
         return class_colours()

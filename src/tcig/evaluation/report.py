@@ -284,13 +284,7 @@ def write_plots(out: Path, summary: list[dict]) -> list[Path]:
             if e["method"] != "tcig" and e.get("miou"):
                 label = e["method"] + (f" {e['variant']}" if e["variant"] and e["method"] != "stage1" else "")
                 ax.axhline(e["miou"]["mean"], linestyle="--", linewidth=1, label=label, color=_colour(e["method"]))
-        ax.set_xlabel("stage-2 strength")
-        ax.set_ylabel("evaluator mIoU")
-        ax.legend(fontsize=7)
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        written.append(_save(fig, out / "miou_vs_strength.png"))
-        plt.close(fig)
+        written.append(_finish_miou_plot(plt, fig, ax, "stage-2 strength", out / "miou_vs_strength.png"))
     by_steps = _steps_curves(summary)
     if by_steps:
         fig, ax = plt.subplots(figsize=(6, 4))
@@ -299,13 +293,7 @@ def write_plots(out: Path, summary: list[dict]) -> list[Path]:
             ax.errorbar(xs, ys, yerr=cis, marker="o", capsize=3, label=label)
             for x, y, sec in zip(xs, ys, secs, strict=True):
                 ax.annotate(f"{sec:.1f} s", (x, y), fontsize=6, xytext=(3, -9), textcoords="offset points")
-        ax.set_xlabel("stage-1 steps")
-        ax.set_ylabel("evaluator mIoU")
-        ax.legend(fontsize=7)
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        written.append(_save(fig, out / "miou_vs_steps.png"))
-        plt.close(fig)
+        written.append(_finish_miou_plot(plt, fig, ax, "stage-1 steps", out / "miou_vs_steps.png"))
     points = [e for e in summary if e.get("miou")]
     use_kid = any(e.get("kid") for e in points)
     if points:
@@ -324,6 +312,18 @@ def write_plots(out: Path, summary: list[dict]) -> list[Path]:
         written.append(_save(fig, out / "quality_vs_control.png"))
         plt.close(fig)
     return written
+
+
+def _finish_miou_plot(plt, fig, ax, xlabel: str, path: Path) -> Path:
+    """Labels, legend and grid of an mIoU plot; saved to ``path`` and closed."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("evaluator mIoU")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)
+    return path
 
 
 def _steps_curves(summary: list[dict]) -> dict[str, list[tuple]]:

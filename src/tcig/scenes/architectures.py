@@ -26,8 +26,21 @@ the synonym table), after a ``background`` label for everything else."""
 NORM = {"image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5]}
 
 
-def _labels() -> dict:
-    return {"id2label": dict(enumerate(SCENE_CLASSES)), "label2id": {n: i for i, n in enumerate(SCENE_CLASSES)}}
+def _labels(names=SCENE_CLASSES) -> dict:
+    return {
+        "num_labels": len(names),
+        "id2label": dict(enumerate(names)),
+        "label2id": {n: i for i, n in enumerate(names)},
+    }
+
+
+def _upernet(backbone, names=SCENE_CLASSES):
+    """UperNet (pyramid pooling + FPN head, 64 channels, no auxiliary head) on ``backbone``, labelled ``names``."""
+    from transformers import UperNetConfig, UperNetForSemanticSegmentation
+
+    return UperNetForSemanticSegmentation(
+        UperNetConfig(backbone_config=backbone, hidden_size=64, use_auxiliary_head=False, **_labels(names))
+    )
 
 
 def guiding_segmenter():
@@ -35,7 +48,6 @@ def guiding_segmenter():
     from transformers import SegformerConfig, SegformerForSemanticSegmentation
 
     config = SegformerConfig(
-        num_labels=len(SCENE_CLASSES),
         hidden_sizes=[24, 48, 96, 160],
         depths=[1, 2, 2, 1],
         num_attention_heads=[1, 2, 4, 5],
@@ -50,7 +62,7 @@ def guiding_segmenter():
 
 def evaluator_segmenter():
     """UperNet on a ConvNeXt backbone: convolutional where the guiding SegFormer is a transformer."""
-    from transformers import ConvNextConfig, UperNetConfig, UperNetForSemanticSegmentation
+    from transformers import ConvNextConfig
 
     backbone = ConvNextConfig(
         hidden_sizes=[24, 48, 96, 192],
@@ -58,16 +70,13 @@ def evaluator_segmenter():
         patch_size=2,
         out_features=["stage1", "stage2", "stage3", "stage4"],
     )
-    config = UperNetConfig(
-        backbone_config=backbone, hidden_size=64, use_auxiliary_head=False, num_labels=len(SCENE_CLASSES), **_labels()
-    )
-    return UperNetForSemanticSegmentation(config)
+    return _upernet(backbone)
 
 
 def swin_segmenter():
     """UperNet on a Swin backbone (shifted-window attention, patches of 2 px): the second full-vocabulary guide, of
     another family than the SegFormer guide and the ConvNeXt evaluator."""
-    from transformers import SwinConfig, UperNetConfig, UperNetForSemanticSegmentation
+    from transformers import SwinConfig
 
     backbone = SwinConfig(
         image_size=IMAGE_SIZE,
@@ -78,10 +87,7 @@ def swin_segmenter():
         window_size=4,
         out_features=["stage1", "stage2", "stage3", "stage4"],
     )
-    config = UperNetConfig(
-        backbone_config=backbone, hidden_size=64, use_auxiliary_head=False, num_labels=len(SCENE_CLASSES), **_labels()
-    )
-    return UperNetForSemanticSegmentation(config)
+    return _upernet(backbone)
 
 
 def specialist_labels() -> list[str]:
@@ -90,9 +96,8 @@ def specialist_labels() -> list[str]:
 
 def object_specialist():
     """UperNet on a small ResNet, seen at ``SPECIALIST_SIZE`` px, over the object classes and a background class."""
-    from transformers import ResNetConfig, UperNetConfig, UperNetForSemanticSegmentation
+    from transformers import ResNetConfig
 
-    labels = specialist_labels()
     backbone = ResNetConfig(
         embedding_size=24,
         hidden_sizes=[24, 48, 96, 160],
@@ -101,15 +106,7 @@ def object_specialist():
         downsample_in_first_stage=False,
         out_features=["stage1", "stage2", "stage3", "stage4"],
     )
-    config = UperNetConfig(
-        backbone_config=backbone,
-        hidden_size=64,
-        use_auxiliary_head=False,
-        num_labels=len(labels),
-        id2label=dict(enumerate(labels)),
-        label2id={n: i for i, n in enumerate(labels)},
-    )
-    return UperNetForSemanticSegmentation(config)
+    return _upernet(backbone, specialist_labels())
 
 
 def text_config(

@@ -156,14 +156,17 @@ def test_nearest_names() -> None:
 def test_resolve_classes_all_known() -> None:
     ade, voc = load_vocabulary("ade20k").labels, load_vocabulary("voc").labels
     out = resolve_classes(["sky", "boat"], {"ade": ade, "voc": voc, "clipseg": None})
-    assert out == {"ade": [2, 76], "voc": [None, 4], "clipseg": [0, 1]}
+    # VOC's "background" stands for every class it lacks, so the sky counts as VOC background
+    assert out == {"ade": [2, 76], "voc": [0, 4], "clipseg": [0, 1]}
+    no_background = [label for label in voc if label != "background"]
+    assert resolve_classes(["sky", "boat"], {"ade": ade, "voc": no_background})["voc"] == [None, 3]
     assert resolve_classes(["sky"], {}) == {}
 
 
 def test_resolve_classes_partially_known_is_logged(caplog: pytest.LogCaptureFixture) -> None:
     ade, voc = load_vocabulary("ade20k").labels, load_vocabulary("voc").labels
     with caplog.at_level(logging.INFO, logger="tcig.vocabularies"):
-        resolve_classes(["sky", "sofa", "sky-other"], {"ade": ade, "voc": voc})
+        resolve_classes(["sky", "sofa", "sky-other"], {"ade": ade, "voc": voc[1:]})
     messages = [r.getMessage() for r in caplog.records]
     assert "class 'sky' is unknown to segmenter voc; left to the others" in messages
     assert any("'sky-other' → 'sky' of segmenter ade (suffix match)" in m for m in messages)

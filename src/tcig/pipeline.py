@@ -340,8 +340,8 @@ class TCIGPipeline:
     ) -> torch.Tensor:
         """Stage 2 on ``images`` at the layout's size. With ``stage2.seg_guidance > 0`` the guides' segmentation
         loss steers every denoising step (guided refinement); with ``stage2.cycles`` each cycle polishes the refined
-        image with ``cycle_steps`` stage-1 steps (``stage1``'s settings, at ``stage1_size``) and refines it again at
-        ``cycle_strength``, so the layout that stage 2 blurred is restored and realism kept."""
+        image with ``cycle_steps`` stage-1 steps (``stage1``'s settings, on the pixel pyramid at ``stage1_size``) and
+        refines it again at ``cycle_strength``, so the layout that stage 2 blurred is restored and realism kept."""
         prompts = [prompt] * images.shape[0]
         guidance = None
         if stage2.seg_guidance > 0:

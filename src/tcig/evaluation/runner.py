@@ -20,21 +20,20 @@ import logging
 import math
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
+from ..batch import STAGE1_KEYS, STAGE2_KEYS
 from ..clip_scorer import CLIPScorer
 from ..errors import ConfigError
 from ..metrics import layout_scores
 from ..outputs import write_atomically
 from ..pipeline import TCIGPipeline
-from ..refiners import Stage2Settings
 from ..segmenters import Segmenter
-from ..stage1 import Stage1Settings
 from ..visualize import colorize, contact_sheet, tensor_to_pil
 from .cases import Case
 from .methods import (
@@ -104,8 +103,6 @@ def split_overrides(overrides: dict) -> tuple[dict, dict, list[float] | None]:
     """A variant's overrides as (stage-1 settings, stage-2 settings, guide weights): stage-1 fields by name, stage-2
     fields by name with ``stage2_steps`` for its steps (the ``tcig batch`` keys), and ``weights`` (one per guide of
     the guide set, ``/``-separated in text, 0 = that guide does not guide)."""
-    stage1_keys = {f.name for f in fields(Stage1Settings)}
-    stage2_keys = {"stage2_steps" if f.name == "steps" else f.name for f in fields(Stage2Settings)}
     stage1, stage2, weights = {}, {}, None
     for key, value in overrides.items():
         if key == "weights":
@@ -113,12 +110,12 @@ def split_overrides(overrides: dict) -> tuple[dict, dict, list[float] | None]:
                 weights = [float(w) for w in (value.split("/") if isinstance(value, str) else [value])]
             except ValueError as err:
                 raise ConfigError(f"variant weights '{value}' are not numbers separated by '/'") from err
-        elif key in stage1_keys:
+        elif key in STAGE1_KEYS:
             stage1[key] = value
-        elif key in stage2_keys:
+        elif key in STAGE2_KEYS:
             stage2["steps" if key == "stage2_steps" else key] = value
         else:
-            allowed = ", ".join(sorted(stage1_keys | stage2_keys | {"weights"}))
+            allowed = ", ".join(sorted(STAGE1_KEYS | STAGE2_KEYS | {"weights"}))
             raise ConfigError(f"unknown setting '{key}' in a variant; allowed: {allowed}")
     return stage1, stage2, weights
 

@@ -18,10 +18,9 @@ from dataclasses import replace
 import torch
 
 from tcig import TCIGPipeline
-from tcig.layout_readers import read_layout
-from tcig.model_sets import BUILTIN
-from tcig.refiners import Stage2Settings
-from tcig.stage1 import Stage1Settings
+from tcig.layout.readers import read_layout
+from tcig.models.model_sets import BUILTIN
+from tcig.settings import Stage1Settings, Stage2Settings
 
 PREVIOUS = (
     Stage1Settings(steps=100, lr=0.03, seg_noise=0.1, seg_loss="ce"),

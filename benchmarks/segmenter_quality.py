@@ -8,12 +8,12 @@ import sys
 
 import torch
 
-from tcig.metrics import class_iou, confusion_matrix, predict_labels
-from tcig.model_sets import BUNDLED
+from tcig.evaluation.metrics import class_iou, confusion_matrix, predict_labels
+from tcig.layout.vocabularies import match_labels
+from tcig.models.model_sets import BUNDLED
+from tcig.models.segmenters import load_segmenter
 from tcig.scenes.data import to_tensors
 from tcig.scenes.render import SCENE_CLASSES, render_scenes
-from tcig.segmenters import load_segmenter
-from tcig.vocabularies import match_labels
 
 
 def main(names: list[str]) -> None:

@@ -4,8 +4,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from tcig.layout_readers import read_layout
-from tcig.visualize import colorize, legend_image
+from tcig.io.pictures import colorize, legend_image
+from tcig.layout.readers import read_layout
 
 SIDE = 200
 BOXES = [

@@ -9,11 +9,11 @@ import torch
 from PIL import Image
 
 from tcig import TCIGPipeline
-from tcig.layout_readers import read_layout
-from tcig.metrics import layout_scores
-from tcig.model_sets import BUILTIN
-from tcig.segmenters import load_segmenter
-from tcig.visualize import colorize, contact_sheet, draw_outlines, tensor_to_pil
+from tcig.evaluation.metrics import layout_scores
+from tcig.io.pictures import colorize, contact_sheet, draw_outlines, tensor_to_pil
+from tcig.layout.readers import read_layout
+from tcig.models.model_sets import BUILTIN
+from tcig.models.segmenters import load_segmenter
 
 LAYOUTS = ["examples/scene_beach.json", "examples/scene_village.json"]
 

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 from tiny_models import BOAT_SPEC
 
-from tcig.cli import main
+from tcig.cli.main import main
 
 SPEC = BOAT_SPEC
 FAST = {"steps": 3, "num_crops": 2, "stage2_steps": 4}
@@ -43,15 +43,16 @@ def _summary(out: Path) -> dict:
 
 def test_batch_writes_items_skips_finished_and_records_failures(tiny, tmp_path, capsys):
     manifest = _manifest(
-        tmp_path, [{"seed": 0}, {"seed": 1, "name": "second", "strength": 0.3}, {"seed": 2, "strength": 3.0}]
+        tmp_path,
+        [{"seed": 0}, {"seed": 1, "name": "second", "strength": 0.3}, {"seed": 2, "layout": "later.json"}],
     )
     out = tmp_path / "out"
-    assert _batch(tiny, manifest, out) == 1  # one item failed
+    assert _batch(tiny, manifest, out) == 1  # one item failed: its layout is not there yet
     summary = _summary(out)
-    assert summary["done"] == ["scene_s0", "second"] and list(summary["failed"]) == ["scene_s2"]
-    assert "strength" in summary["failed"]["scene_s2"]
-    error = json.loads((out / "scene_s2.error.json").read_text())
-    assert error["line"] == 3 and "strength" in error["error"]
+    assert summary["done"] == ["scene_s0", "second"] and list(summary["failed"]) == ["later_s2"]
+    assert "later.json" in summary["failed"]["later_s2"]
+    error = json.loads((out / "later_s2.error.json").read_text())
+    assert error["line"] == 3 and "does not exist" in error["error"]
     sidecar = json.loads((out / "second.json").read_text())
     assert sidecar["seed"] == 1 and sidecar["batch_inputs"]["overrides"]["strength"] == 0.3
     assert sidecar["settings"]["stage2"]["strength"] == 0.3 and len(sidecar["history"]) == 3
@@ -60,13 +61,13 @@ def test_batch_writes_items_skips_finished_and_records_failures(tiny, tmp_path, 
     # rerun: finished items are skipped by their sidecar's inputs; a changed item is redone; the fixed one runs
     lines = manifest.read_text().splitlines()
     lines[1] = lines[1].replace('"strength": 0.3', '"strength": 0.4')
-    lines[2] = lines[2].replace('"strength": 3.0', '"strength": 0.5')
     manifest.write_text("\n".join(lines) + "\n")
+    shutil.copy(tmp_path / "scene.json", tmp_path / "later.json")
     assert _batch(tiny, manifest, out) == 0
     summary = _summary(out)
-    assert summary["skipped"] == ["scene_s0"] and summary["done"] == ["scene_s2", "second"] and not summary["failed"]
+    assert summary["skipped"] == ["scene_s0"] and summary["done"] == ["later_s2", "second"] and not summary["failed"]
     assert (out / "scene_s0.png").stat().st_mtime_ns == first
-    assert not (out / "scene_s2.error.json").exists()
+    assert not (out / "later_s2.error.json").exists()
 
 
 @pytest.mark.parametrize(
@@ -75,11 +76,12 @@ def test_batch_writes_items_skips_finished_and_records_failures(tiny, tmp_path, 
         (['{"layout": "scene.json"', ""], "manifest.jsonl:1: not valid JSON"),
         (['["scene.json"]'], "each line must be a JSON object"),
         (['{"seed": 1}'], '"layout" (a path) is required'),
-        (['{"layout": "scene.json", "name": "../escape"}'], "would write outside the output folder"),
-        (['{"layout": "scene.json", "name": ".hidden"}'], "would write outside the output folder"),
-        (['{"layout": "scene.json", "seed": -1}'], '"seed" must be a non-negative integer'),
+        (['{"layout": "scene.json", "name": "../escape"}'], "would not stay one file in the output folder"),
+        (['{"layout": "scene.json", "name": ".hidden"}'], "starts with '.'"),
+        (['{"layout": "scene.json", "seed": -1}'], '"seed" must be an integer in 0..'),
+        (['{"layout": "scene.json", "strength": 3.0}'], '"strength" must be a number in (0, 1], got 3'),
         (['{"layout": "scene.json", "colour": "red"}'], "unknown key(s) colour"),
-        (['{"layout": "scene.json"}', '{"layout": "scene.json"}'], "already used on line 1"),
+        (['{"layout": "scene.json"}', '{"layout": "scene.json"}'], "which manifest line 1 (name 'scene_s0') also"),
         (["", "  "], "has no item"),
     ],
 )

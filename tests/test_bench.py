@@ -5,7 +5,7 @@ import json
 import pytest
 
 from tcig.bench import models
-from tcig.cli import main
+from tcig.cli.main import main
 
 TINY_TEXT = {
     "vocab_size": 600,

@@ -4,8 +4,8 @@ import json
 
 import torch
 
-from tcig.model_sets import BUILTIN, BUNDLED
-from tcig.refiners import load_refiner
+from tcig.models.model_sets import BUILTIN, BUNDLED
+from tcig.models.refiners import load_refiner
 
 
 def test_bundle_fits_the_budget_and_holds_safetensors_only():
@@ -39,7 +39,7 @@ def test_each_bundled_model_trained_on_a_seed_range_of_its_own():
 
 
 def test_the_specialist_names_its_classes_its_own_way_and_sees_a_larger_input():
-    from tcig.segmenters import load_segmenter
+    from tcig.models.segmenters import load_segmenter
 
     specialist = load_segmenter(str(BUNDLED / "objects"))
     assert specialist.labels == ["background", "ship", "house", "tree", "stone", "sun", "clouds"]

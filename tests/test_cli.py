@@ -10,10 +10,10 @@ import torch
 from PIL import Image
 from tiny_models import BOAT_SPEC
 
-from tcig.cli import build_parser, main
+from tcig.cli.main import build_parser, main
 
 SPEC = BOAT_SPEC
-FAST = ["--steps", "3", "--crops", "2", "--stage2-steps", "4", "--no-progress"]
+FAST = ["--steps", "3", "--num-crops", "2", "--stage2-steps", "4", "--no-progress"]
 
 
 @pytest.fixture
@@ -196,7 +196,7 @@ def test_model_set_defaults_apply_unless_an_option_is_given(tiny, spec, tmp_path
 
 
 @pytest.mark.parametrize(
-    ("option", "value", "message"), [("--strength", "1.5", "strength"), ("--crops", "0", "crops")]
+    ("option", "value", "message"), [("--strength", "1.5", "strength"), ("--num-crops", "0", "num_crops")]
 )
 def test_bad_settings_fail_before_any_model_loads(tiny, spec, tmp_path, capsys, monkeypatch, option, value, message):
     def no_loading(*args, **kwargs):
@@ -233,7 +233,7 @@ def test_non_finite_settings_are_refused(tiny, spec, tmp_path, capsys, option):
 
 
 def test_nan_in_a_loss_stops_and_names_the_step(tiny, spec, tmp_path, capsys, monkeypatch):
-    from tcig.segmenters import SemanticSegmenter
+    from tcig.models.segmenters import SemanticSegmenter
 
     forward = SemanticSegmenter.forward
     calls = []

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from tcig.denoising import denoise, guided_noise, plain_noise, region_weights, regional_noise
-from tcig.refiners import load_refiner
+from tcig.models.denoising import denoise, guided_noise, plain_noise, region_weights, regional_noise
+from tcig.models.refiners import load_refiner
 
 
 def test_region_weights_partition_every_position():

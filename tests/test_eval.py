@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from tcig.cli import main
+from tcig.cli.main import main
 from tcig.evaluation.cases import Case, coco_protocol, load_cases
 from tcig.evaluation.report import stat
 from tcig.evaluation.runner import RESULTS, read_results
 from tcig.layout import Layout
-from tcig.vocabularies import load_vocabulary
+from tcig.layout.vocabularies import load_vocabulary
 
 REAL_CASES = Path(__file__).parent / "data" / "real_cases"
 FAST = ["--stage1-steps", "2", "--no-progress"]
@@ -90,7 +90,7 @@ def test_eval_runs_every_method_and_writes_the_report(eval_models, case_folder, 
     )
 
 
-def test_eval_resumes_and_repairs_a_torn_line(eval_models, case_folder, tmp_path):
+def test_eval_resumes_past_a_torn_line(eval_models, case_folder, tmp_path, caplog):
     out = tmp_path / "report"
     assert _eval(eval_models, case_folder, out, "--methods", "diffusion") == 0
     first = read_results(out)
@@ -101,7 +101,9 @@ def test_eval_resumes_and_repairs_a_torn_line(eval_models, case_folder, tmp_path
     rows = read_results(out)
     assert [r["method"] for r in rows[:2]] == ["diffusion", "diffusion"] and rows[:2] == first
     assert sorted(r["method"] for r in rows[2:]) == ["sdedit-layout", "sdedit-layout"]
-    assert all(json.loads(line) for line in (out / RESULTS).read_text().splitlines())
+    lines = (out / RESULTS).read_text().splitlines()
+    assert lines[2].startswith('{"case": "bay", "method": "sdedit-lay') and len(lines) == 5  # kept, on its own line
+    assert "skipped 1 corrupt line(s) (line 3)" in caplog.text
 
 
 def test_eval_refuses_a_guiding_evaluator_even_copied(eval_models, tiny, case_folder, tmp_path, capsys):
@@ -208,14 +210,14 @@ def test_eval_refuses_to_resume_with_other_settings(eval_models, case_folder, tm
     assert _eval(eval_models, case_folder, out, "--methods", "diffusion") == 0
     assert _eval(eval_models, case_folder, out, "--methods", "diffusion", "--seed", "3") == 2
     assert "was made with other seed" in capsys.readouterr().err
-    assert _eval(eval_models, case_folder, out, "--methods", "diffusion", "--stage2-options", "steps=5") == 2
+    assert _eval(eval_models, case_folder, out, "--methods", "diffusion", "--settings", "stage2_steps=5") == 2
     assert "other settings" in capsys.readouterr().err
     assert len(read_results(out)) == 2
 
 
 def test_segmenter_features_are_unit_norm_pooled_backbone_states(tiny):
     from tcig.evaluation.report import SegmenterFeatures
-    from tcig.segmenters import load_segmenter
+    from tcig.models.segmenters import load_segmenter
 
     for name in ("segformer", "mask2former"):
         features = SegmenterFeatures(load_segmenter(str(tiny[name]))).encode_image(torch.rand(3, 3, 64, 64))

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tcig.layout_readers import read_layout
-from tcig.vocabularies import load_vocabulary, resolve_classes
+from tcig.layout.readers import read_layout
+from tcig.layout.vocabularies import load_vocabulary, resolve_classes
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 

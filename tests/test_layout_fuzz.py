@@ -16,7 +16,7 @@ from PIL import Image
 
 from tcig.errors import TCIGError
 from tcig.layout import IGNORE
-from tcig.layout_readers import read_layout
+from tcig.layout.readers import read_layout
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"

@@ -16,7 +16,7 @@ from PIL import Image
 
 from tcig.errors import ConfigError, LayoutError
 from tcig.layout import IGNORE
-from tcig.layout_readers import layout_from_masks, read_layout
+from tcig.layout.readers import layout_from_masks, read_layout
 
 SKY, SEA, BOAT, BLACK = (135, 206, 235), (30, 144, 255), (255, 0, 0), (0, 0, 0)
 
@@ -106,8 +106,8 @@ def test_colour_missing_from_legend(tmp_path: Path) -> None:
     with pytest.raises(LayoutError) as info:
         read_layout(png)
     message = str(info.value)
-    assert "2 colour(s) not in its legend: #ff0000 (4 px), #000000 (1 px)" in message
-    assert "add them to the legend" in message and "exactly" in message and "\n" not in message
+    assert "2 colour(s) not in its legend nor within 24 of a legend colour: #ff0000 (4 px), #000000 (1 px)" in message
+    assert "add them to the legend" in message and "--colour-tolerance" in message and "\n" not in message
 
 
 @pytest.mark.parametrize(
@@ -150,7 +150,7 @@ def test_only_dont_care_pixels(tmp_path: Path) -> None:
 
 
 def test_legend_and_vocabulary_together(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="not both"):
+    with pytest.raises(ConfigError, match="not several"):
         read_layout(tmp_path / "x.png", vocabulary="voc", legend=tmp_path / "x.json")
 
 

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from tcig import TCIGPipeline
-from tcig.layout_readers import read_layout
-from tcig.metrics import layout_scores
-from tcig.model_sets import BUILTIN
-from tcig.segmenters import load_segmenter
+from tcig.evaluation.metrics import layout_scores
+from tcig.layout.readers import read_layout
+from tcig.models.model_sets import BUILTIN
+from tcig.models.segmenters import load_segmenter
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 MEASURED = {"scenes": 0.895, "scenes-pixel": 0.919}

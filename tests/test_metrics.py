@@ -1,6 +1,6 @@
 import torch
 
-from tcig.metrics import (
+from tcig.evaluation.metrics import (
     class_iou,
     confusion_matrix,
     frechet_distance,
@@ -51,8 +51,8 @@ class _Oracle:
 
 
 def test_layout_scores_match_labels_by_name():
+    from tcig.evaluation.metrics import layout_scores
     from tcig.layout import Layout
-    from tcig.metrics import layout_scores
 
     layout = Layout(torch.tensor([[1, 1], [0, 2]]), ["ocean", "sky-other", "rock"])  # names that need matching
     perfect = torch.zeros(1, 3, 2, 2)

@@ -6,10 +6,10 @@ import logging
 import pytest
 import torch
 
-from tcig.clip_scorer import CLIPScorer
 from tcig.errors import ModelLoadError
-from tcig.loading import check_model_ref
-from tcig.segmenters import CLIPSegSegmenter, MaskClassificationSegmenter, SemanticSegmenter, load_segmenter
+from tcig.models.clip_scorer import CLIPScorer
+from tcig.models.loading import check_model_ref
+from tcig.models.segmenters import CLIPSegSegmenter, MaskClassificationSegmenter, SemanticSegmenter, load_segmenter
 
 
 def test_clip_encodes_and_passes_gradients(tiny):

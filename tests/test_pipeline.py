@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from tcig import ClassNameError, ConfigError, Layout, LayoutError, Stage1Settings, Stage2Settings, TCIGPipeline
-from tcig.model_sets import load_model_set
+from tcig.models.model_sets import load_model_set
 
 FAST = Stage1Settings(steps=3, num_crops=2)
 STAGE2 = Stage2Settings(strength=0.5, steps=4)
@@ -81,7 +81,20 @@ def test_model_set_stage1_size_never_exceeds_the_output(tiny):
     assert out.settings["stage1_size"] == [24, 32]
 
 
-def test_latent_parameterization(pipe):
+def test_latent_parameterization(pipe, monkeypatch):
+    """Stage 1 must optimize the VAE's latents: the test fails if it fell back to the pixel pyramid."""
+    import tcig.pipeline
+
+    made = []
+
+    def latent(*args, **kwargs):
+        made.append(real(*args, **kwargs))
+        made[-1].start = made[-1].latents.detach().clone()
+        return made[-1]
+
+    real = tcig.pipeline.VAELatent
+    monkeypatch.setattr(tcig.pipeline, "VAELatent", latent)
+    monkeypatch.setattr(tcig.pipeline, "PixelPyramid", lambda *a, **k: pytest.fail("fell back to the pixel pyramid"))
     out = pipe(
         "a boat",
         _layout(64, 64),
@@ -92,6 +105,7 @@ def test_latent_parameterization(pipe):
         progress=False,
     )
     assert out.images.shape == (1, 3, 64, 64)
+    assert len(made) == 1 and not torch.equal(made[0].latents.detach(), made[0].start)  # the latents were optimized
 
 
 def test_explicit_size_with_other_aspect_needs_fit(pipe):
@@ -139,7 +153,7 @@ def test_layout_without_labelled_pixel_is_refused(pipe):
 def test_empty_prompt_and_bad_settings_are_refused(pipe):
     with pytest.raises(ConfigError, match="prompt is empty"):
         pipe(" ", _layout(), stage1=FAST, refine=False, progress=False)
-    with pytest.raises(ConfigError, match="segmentation loss"):
+    with pytest.raises(ConfigError, match="seg_loss"):
         pipe("x", _layout(), stage1=Stage1Settings(seg_loss="l1"), refine=False, progress=False)
 
 

@@ -8,12 +8,12 @@ import torch
 
 from tcig.errors import ClassNameError, ConfigError
 from tcig.layout import IGNORE, Layout
-from tcig.losses import total_variation
-from tcig.parameterization import PixelPyramid
-from tcig.priors import ExemplarBank, initial_images, paint_colours
-from tcig.refiners import Stage2Settings
-from tcig.stage1 import Stage1Settings, ViewDraws, gaussian_blur, segmenter_views
-from tcig.vocabularies import resolve_classes
+from tcig.layout.vocabularies import resolve_classes
+from tcig.settings import Stage1Settings, Stage2Settings
+from tcig.stage1.losses import total_variation
+from tcig.stage1.optimize import ViewDraws, gaussian_blur, segmenter_views
+from tcig.stage1.parameterization import PixelPyramid
+from tcig.stage1.priors import ExemplarBank, initial_images, paint_colours
 
 
 def _layout() -> Layout:

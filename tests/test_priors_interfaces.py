@@ -5,7 +5,7 @@ import json
 import pytest
 from tiny_models import BOAT_SPEC
 
-from tcig.cli import main
+from tcig.cli.main import main
 from tcig.errors import ConfigError
 from tcig.evaluation.runner import read_results, split_overrides
 
@@ -24,7 +24,7 @@ def spec(tmp_path):
 def test_generate_takes_every_prior_and_records_it(tiny, spec, tmp_path):
     out = tmp_path / "out"
     args = ["generate", "--models", str(tiny["model_set"]), "--layout", str(spec), "--out", str(out), "--steps", "2",
-            "--crops", "2", "--stage2-steps", "4", "--no-progress", *PRIORS]  # fmt: skip
+            "--num-crops", "2", "--stage2-steps", "4", "--no-progress", *PRIORS]  # fmt: skip
     assert main(args) == 0
     meta = json.loads((out / "scene_s0.json").read_text())
     stage1, stage2 = meta["settings"]["stage1"], meta["settings"]["stage2"]

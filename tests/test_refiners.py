@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from tcig.errors import ConfigError, ModelLoadError
-from tcig.refiners import DiffusersImg2ImgRefiner, PixelSDEditRefiner, Stage2Settings, load_refiner
+from tcig.models.refiners import DiffusersImg2ImgRefiner, PixelSDEditRefiner, load_refiner
+from tcig.settings import Stage2Settings
 
 
 @pytest.fixture(scope="module", params=["latent", "pixel"])

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from tcig.errors import ConfigError
-from tcig.layout_readers import read_layout
+from tcig.layout.readers import read_layout
 from tcig.scenes import SCENE_CLASSES, Scene, render_scene, render_scenes, scene_layout
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"

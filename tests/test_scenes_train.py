@@ -5,11 +5,11 @@ import json
 import torch
 
 from tcig import Stage1Settings, Stage2Settings, TCIGPipeline
-from tcig.model_sets import load_model_set
-from tcig.refiners import DiffusersImg2ImgRefiner, PixelSDEditRefiner, load_refiner
+from tcig.models.model_sets import load_model_set
+from tcig.models.refiners import DiffusersImg2ImgRefiner, PixelSDEditRefiner, load_refiner
+from tcig.models.segmenters import MaskClassificationSegmenter, load_segmenter
 from tcig.scenes import render_scene, scene_layout
 from tcig.scenes.train import train_all
-from tcig.segmenters import MaskClassificationSegmenter, load_segmenter
 
 
 def test_every_model_trains_resumes_and_loads(tmp_path):

@@ -2,12 +2,13 @@
 
 import torch
 
-from tcig.clip_scorer import CLIPScorer
 from tcig.layout import IGNORE
-from tcig.losses import segmentation_loss, spherical_dist_loss
-from tcig.parameterization import PixelPyramid, VAELatent
-from tcig.segmenters import load_segmenter
-from tcig.stage1 import SYNC_EVERY, CropDraws, EarlyStop, SegTerm, Stage1Settings, crop_views, run_stage1
+from tcig.models.clip_scorer import CLIPScorer
+from tcig.models.segmenters import load_segmenter
+from tcig.settings import Stage1Settings
+from tcig.stage1.losses import segmentation_loss, spherical_dist_loss
+from tcig.stage1.optimize import SYNC_EVERY, CropDraws, EarlyStop, SegTerm, crop_views, run_stage1
+from tcig.stage1.parameterization import PixelPyramid, VAELatent
 
 
 def _target(size=32):

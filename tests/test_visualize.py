@@ -7,18 +7,19 @@ import pytest
 import torch
 from PIL import Image
 
-from tcig.layout import IGNORE, Layout
-from tcig.visualize import (
+from tcig.io.pictures import (
     DONT_CARE_COLOUR,
     boundaries,
     colorize,
     contact_sheet,
     draw_outlines,
+    layout_colours,
     legend_image,
     palette,
     pil_to_tensor,
     tensor_to_pil,
 )
+from tcig.layout import IGNORE, Layout
 
 
 def _layout() -> Layout:
@@ -46,7 +47,7 @@ def test_colorize() -> None:
     image = colorize(_layout())
     assert image.size == (12, 8) and image.mode == "RGB"
     pixels = np.asarray(image)
-    colours = palette(3)
+    colours = layout_colours(_layout().classes)  # the classes' standard colours
     assert tuple(pixels[0, 0]) == DONT_CARE_COLOUR
     assert (
         (pixels[0, 1] == colours[0]).all()

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from tcig.layout import IGNORE
-from tcig.layout_readers import read_layout
+from tcig.layout.readers import read_layout
 
 HERE = Path(__file__).parent / "data" / "real"
 SHARED = Path(os.environ.get("TCIG_REAL_DATA", Path(__file__).resolve().parents[2] / "shared" / "data" / "real"))

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from tcig.errors import ClassNameError, ConfigError, LayoutError
-from tcig.vocabularies import (
+from tcig.layout.vocabularies import (
     VOCABULARY_NAMES,
     base_name,
     load_vocabulary,
@@ -165,7 +165,7 @@ def test_resolve_classes_all_known() -> None:
 
 def test_resolve_classes_partially_known_is_logged(caplog: pytest.LogCaptureFixture) -> None:
     ade, voc = load_vocabulary("ade20k").labels, load_vocabulary("voc").labels
-    with caplog.at_level(logging.INFO, logger="tcig.vocabularies"):
+    with caplog.at_level(logging.INFO, logger="tcig.layout.vocabularies"):
         resolve_classes(["sky", "sofa", "sky-other"], {"ade": ade, "voc": voc[1:]})
     messages = [r.getMessage() for r in caplog.records]
     assert "class 'sky' is unknown to segmenter voc; left to the others" in messages

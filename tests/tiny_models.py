@@ -205,7 +205,7 @@ def save_latent_diffusion(folder: Path, tokenizer) -> Path:
 
 def save_pixel_diffusion(folder: Path, tokenizer) -> Path:
     """An image-space text-conditioned diffusion model in the folder layout PixelSDEditRefiner reads."""
-    from tcig.refiners import PixelSDEditRefiner
+    from tcig.models.refiners import PixelSDEditRefiner
 
     PixelSDEditRefiner(_unet(3), _scheduler(), _text_encoder(tokenizer), tokenizer).save_pretrained(folder)
     return folder

@@ -2,8 +2,8 @@
 
 __version__ = "0.1.0"
 
-from .errors import ClassNameError, ConfigError, LayoutError, ModelLoadError, TCIGError  # noqa: E402
-from .layout import IGNORE, Layout  # noqa: E402
+from tcig.errors import ClassNameError, ConfigError, LayoutError, ModelLoadError, TCIGError  # noqa: E402
+from tcig.layout import IGNORE, Layout  # noqa: E402
 
 __all__ = [
     "IGNORE",
@@ -16,8 +16,10 @@ __all__ = [
     "__version__",
 ]
 
-from .pipeline import TCIGOutput, TCIGPipeline  # noqa: E402
-from .refiners import Stage2Settings  # noqa: E402
-from .stage1 import Stage1Settings  # noqa: E402
+from tcig.pipeline import TCIGOutput, TCIGPipeline  # noqa: E402
+from tcig.settings import (
+    Stage1Settings,  # noqa: E402
+    Stage2Settings,  # noqa: E402
+)
 
 __all__ += ["Stage1Settings", "Stage2Settings", "TCIGOutput", "TCIGPipeline"]

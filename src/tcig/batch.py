@@ -1,12 +1,14 @@
 """``tcig batch``: many generations from a JSONL manifest, resumable, split across processes.
 
-Each manifest line is a JSON object: ``{"layout": PATH, "prompt": TEXT, "seed": N, "name": NAME, ...overrides}``
+Each manifest line is a JSON object: ``{"layout": PATH, "prompt": TEXT, "seed": N, "name": NAME, ...settings}``
 (``layout`` required; relative paths are read from the manifest's folder; ``name`` defaults to
-``LAYOUT-STEM_sSEED``). Overrides are stage-1/stage-2 settings and sizes (see ``OVERRIDES``). Every item writes its
-files with :func:`~tcig.outputs.write_outputs` (staged, then moved into place, the JSON sidecar last); the sidecar
-records the item's inputs, so a rerun skips the items whose sidecar matches and redoes the rest. A failed item is
-written as ``NAME.error.json`` and the run goes on. Under ``accelerate launch`` the items are dealt round-robin to
-the processes by manifest order, so every item gets the same generator seed, and the same image, as in a single run.
+``LAYOUT-STEM_sSEED``). Settings are any of :mod:`tcig.settings` by key (``steps``, ``stage2_steps``, ``height``
+...), checked with the line number before any model loads. Every item writes its files with
+:func:`~tcig.io.outputs.write_outputs` (staged, then moved into place, the JSON sidecar last); the sidecar records the
+item's inputs, so a rerun skips the items whose sidecar matches and redoes the rest. A failed item, whatever the
+failure, is written as ``NAME.error.json`` and the run goes on. Under ``accelerate launch`` the items are dealt
+round-robin to the processes by manifest order, so every item gets the same generator seed, and the same image, as in
+a single run.
 """
 
 from __future__ import annotations
@@ -14,28 +16,25 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
-import shutil
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
-from .errors import ConfigError, TCIGError
-from .outputs import write_atomically, write_outputs
-from .refiners import Stage2Settings
-from .stage1 import Stage1Settings
+from tcig.errors import ConfigError, TCIGError
+from tcig.io.files import read_input_text, write_json_atomically
+from tcig.io.names import check_distinct, check_name
+from tcig.io.outputs import output_files, write_outputs
+from tcig.settings import OPTIONS, SizeSettings, Stage1Settings, Stage2Settings, check_seed, split_settings
 
 logger = logging.getLogger(__name__)
 
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-STAGE1_KEYS = {f.name for f in fields(Stage1Settings)}
-STAGE2_KEYS = {"stage2_steps" if f.name == "steps" else f.name for f in fields(Stage2Settings)}
-SIZE_KEYS = {"height", "width", "fit", "stage1_size", "parameterization"}
-OVERRIDES = STAGE1_KEYS | STAGE2_KEYS | SIZE_KEYS
-ITEM_KEYS = {"layout", "prompt", "seed", "name", "vocabulary", "legend"} | OVERRIDES
+ITEM_KEYS = {"layout", "prompt", "seed", "name", "vocabulary", "legend", "palette"} | set(OPTIONS)
+RESERVED = ("batch_summary.json",)
+"""Files of the run itself; no item may be named so that it writes one."""
+ERROR_SUFFIX = ".error.json"
 
 
 @dataclass
@@ -47,6 +46,7 @@ class BatchItem:
     prompt: str | None = None
     vocabulary: str | None = None
     legend: Path | None = None
+    palette: str | None = None
     overrides: dict = field(default_factory=dict)
 
     def inputs(self, model_set: dict) -> dict:
@@ -56,6 +56,7 @@ class BatchItem:
             "layout_sha256": _digest(self.layout),
             "legend_sha256": _digest(self.legend) if self.legend else None,
             "vocabulary": self.vocabulary,
+            "palette": self.palette,
             "prompt": self.prompt,
             "seed": self.seed,
             "overrides": self.overrides,
@@ -77,57 +78,50 @@ def _digest(path: Path) -> str | None:
 
 
 def read_manifest(path: Path) -> list[BatchItem]:
-    """Parse and check every line first, so a bad manifest fails before any model loads."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(f"cannot read the manifest '{path}': {err}") from err
+    """Parse and check every line first, so a bad manifest fails before any model loads: keys, value types and
+    bounds (named by key and line), seeds, names that stay in the output folder and do not collide."""
+    text = read_input_text(path, "manifest")
     items: list[BatchItem] = []
-    names: dict[str, int] = {}
-    for number, text in enumerate(lines, start=1):
-        if not text.strip():
-            continue
-        where = f"{path}:{number}"
-        try:
-            entry = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise ConfigError(f"{where}: not valid JSON ({err.msg}); each line must be one JSON object") from err
-        if not isinstance(entry, dict):
-            raise ConfigError(f'{where}: each line must be a JSON object with at least a "layout"')
-        unknown = sorted(set(entry) - ITEM_KEYS)
-        if unknown:
-            raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(ITEM_KEYS))}")
-        if not isinstance(entry.get("layout"), str):
-            raise ConfigError(f'{where}: "layout" (a path) is required')
-        seed = entry.get("seed", 0)
-        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-            raise ConfigError(f'{where}: "seed" must be a non-negative integer')
-        layout = (path.parent / entry["layout"]).expanduser()
-        name = entry.get("name", f"{layout.stem}_s{seed}")
-        if not isinstance(name, str) or not NAME.match(name) or name.endswith(".json"):
-            raise ConfigError(
-                f"{where}: name {name!r} would write outside the output folder or hide a file; use letters, "
-                "digits, '.', '_' and '-' only, not starting with '.'"
-            )
-        if name in names:
-            raise ConfigError(f"{where}: name '{name}' is already used on line {names[name]}; give each item a name")
-        names[name] = number
-        legend = entry.get("legend")
-        items.append(
-            BatchItem(
-                number,
-                layout,
-                seed,
-                name,
-                entry.get("prompt"),
-                entry.get("vocabulary"),
-                (path.parent / legend) if isinstance(legend, str) else None,
-                {k: v for k, v in entry.items() if k in OVERRIDES},
-            )
-        )
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.strip():
+            items.append(_read_item(path, number, line))
     if not items:
         raise ConfigError(f"the manifest '{path}' has no item; write one JSON object per line")
+    files = [
+        (file, f"manifest line {item.line} (name '{item.name}')")
+        for item in items
+        for file in output_files(item.name, 1, (ERROR_SUFFIX,))
+    ]
+    check_distinct(files, reserved=RESERVED)
     return items
+
+
+def _read_item(path: Path, number: int, text: str) -> BatchItem:
+    where = f"{path}:{number}: "
+    try:
+        entry = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{where}not valid JSON ({err.msg}); each line must be one JSON object") from err
+    if not isinstance(entry, dict):
+        raise ConfigError(f'{where}each line must be a JSON object with at least a "layout"')
+    unknown = sorted(set(entry) - ITEM_KEYS)
+    if unknown:
+        raise ConfigError(f"{where}unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(ITEM_KEYS))}")
+    for key in ("layout", "prompt", "name", "vocabulary", "legend", "palette"):
+        if key in entry and not (isinstance(entry[key], str) or (entry[key] is None and key != "layout")):
+            raise ConfigError(f'{where}"{key}" must be a string, got {type(entry[key]).__name__}')
+    if not isinstance(entry.get("layout"), str) or not entry["layout"].strip():
+        raise ConfigError(f'{where}"layout" (a path) is required')
+    seed = check_seed(entry.get("seed", 0), f'{where}"seed"')
+    overrides = {k: v for k, v in entry.items() if k in OPTIONS}
+    split_settings(overrides, where)  # types and bounds, named by key
+    layout = (path.parent / entry["layout"]).expanduser()
+    name = check_name(entry.get("name") or f"{layout.stem}_s{seed}", f'{where}"name"')
+    legend = entry.get("legend")
+    return BatchItem(
+        number, layout, seed, name, entry.get("prompt"), entry.get("vocabulary"),
+        (path.parent / legend) if legend else None, entry.get("palette"), overrides,
+    )  # fmt: skip
 
 
 @dataclass
@@ -139,49 +133,47 @@ class BatchSummary:
 
 
 def is_finished(item: BatchItem, out_dir: Path, inputs: dict) -> bool:
+    """Whether the item's sidecar records the same inputs and its image exists; a damaged sidecar is reported and
+    the item redone."""
     sidecar = out_dir / f"{item.name}.json"
-    try:
-        return (
-            json.loads(sidecar.read_text()).get("batch_inputs") == inputs and (out_dir / f"{item.name}.png").is_file()
-        )
-    except (OSError, ValueError, AttributeError):
+    if not sidecar.is_file():
         return False
+    try:
+        recorded = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        logger.warning("%s is damaged (%s); item %s (line %d) will be redone", sidecar, err, item.name, item.line)
+        return False
+    same = isinstance(recorded, dict) and recorded.get("batch_inputs") == inputs
+    return same and (out_dir / f"{item.name}.png").is_file()
 
 
 def run_item(pipe, item: BatchItem, out_dir: Path, inputs: dict, record: dict) -> None:
     """Generate one item and write its files; raises TCIGError for anything the item's inputs caused."""
-    from .layout_readers import read_layout_and_prompt
+    from tcig.layout.readers import read_layout_and_prompt
 
     layout, prompt = read_layout_and_prompt(
-        item.layout, item.prompt, 'give "prompt" on the manifest line', vocabulary=item.vocabulary, legend=item.legend
-    )
-    o = item.overrides
+        item.layout, item.prompt, 'give "prompt" on the manifest line', vocabulary=item.vocabulary,
+        legend=item.legend, palette=item.palette,
+    )  # fmt: skip
+    given = split_settings(item.overrides)
     ms = pipe.model_set
-    stage1 = ms.stage1_settings(**{k: v for k, v in o.items() if k in STAGE1_KEYS})
-    stage2 = ms.stage2_settings(
-        **{("steps" if k == "stage2_steps" else k): v for k, v in o.items() if k in STAGE2_KEYS}
-    )
+    stage1 = ms.stage1_settings(**given[Stage1Settings])
+    stage2 = ms.stage2_settings(**given[Stage2Settings])
+    sizes = SizeSettings(**given[SizeSettings])
     try:
         output = pipe(
             prompt,
             layout,
-            height=o.get("height"),
-            width=o.get("width"),
-            fit=o.get("fit"),
-            stage1_size=o.get("stage1_size"),
-            parameterization=o.get("parameterization", "pixel"),
+            **vars(sizes),
             stage1=stage1,
             stage2=stage2 if pipe.refiner is not None else None,
             generator=torch.Generator().manual_seed(item.seed),
             progress=False,
         )
-    except TypeError as err:  # a wrongly typed override reaching the settings
-        raise ConfigError(f"a setting has the wrong type: {err}") from err
     except torch.cuda.OutOfMemoryError as err:
-        raise TCIGError("out of GPU memory; lower the size, stage1_size or crops of this item") from err
-    write_outputs(
-        output, out_dir, item.name, {**record, "seed": item.seed, "layout": str(item.layout), "batch_inputs": inputs}
-    )
+        raise TCIGError("out of GPU memory; lower the size, stage1_size or num_crops of this item") from err
+    record = {**record, "seed": item.seed, "layout": str(item.layout), "batch_inputs": inputs}
+    write_outputs(output, out_dir, item.name, record, colours=pipe.class_colours(output.layout))
 
 
 def run_batch(
@@ -197,23 +189,18 @@ def run_batch(
         if is_finished(item, out_dir, inputs):
             summary.skipped.append(item.name)
             continue
-        error_file = out_dir / f"{item.name}.error.json"
+        error_file = out_dir / f"{item.name}{ERROR_SUFFIX}"
         try:
             run_item(pipe, item, out_dir, inputs, record)
-        except TCIGError as err:
-            summary.failed[item.name] = str(err)
-            logger.warning("item %s (line %d) failed: %s", item.name, item.line, err)
-            payload = {"line": item.line, "error": str(err), "batch_inputs": inputs}
-            write_atomically(error_file, lambda tmp, p=payload: tmp.write_text(json.dumps(p, indent=2)))
+        except Exception as err:  # noqa: BLE001 - one item's failure, of any kind, must not stop the others
+            message = str(err) if isinstance(err, TCIGError) else f"{type(err).__name__}: {err}"
+            if not isinstance(err, TCIGError):
+                logger.debug("item %s failed", item.name, exc_info=True)
+            summary.failed[item.name] = message
+            logger.warning("item %s (line %d) failed: %s", item.name, item.line, message)
+            write_json_atomically(error_file, {"line": item.line, "error": message, "batch_inputs": inputs})
             continue
         error_file.unlink(missing_ok=True)
         summary.done.append(item.name)
     summary.seconds = time.perf_counter() - start
     return summary
-
-
-def remove_stale_staging(out_dir: Path) -> None:
-    """Staging folders of a run that was killed hold no finished output: remove them."""
-    for stale in out_dir.glob(".tcig-*"):
-        if stale.is_dir():
-            shutil.rmtree(stale, ignore_errors=True)

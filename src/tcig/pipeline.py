@@ -11,17 +11,18 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from .clip_scorer import CLIPScorer
-from .devices import autocast_dtype
-from .errors import ConfigError, TCIGError
-from .layout import IGNORE, Fit, Layout
-from .model_sets import ModelSet, load_model_set
-from .parameterization import PixelPyramid, VAELatent
-from .priors import ExemplarBank, exemplar_settings, initial_images
-from .refiners import Refiner, Stage2Settings, load_refiner
-from .segmenters import Segmenter, load_segmenter
-from .stage1 import SegTerm, Stage1Settings, run_stage1, seg_terms_loss
-from .vocabularies import resolve_classes
+from tcig.errors import ConfigError, TCIGError
+from tcig.layout import IGNORE, Layout
+from tcig.layout.vocabularies import resolve_classes
+from tcig.models.clip_scorer import CLIPScorer
+from tcig.models.devices import BYTES_PER_PIXEL, autocast_dtype, free_memory
+from tcig.models.model_sets import ModelSet, load_model_set
+from tcig.models.refiners import Refiner, load_refiner
+from tcig.models.segmenters import Segmenter, load_segmenter
+from tcig.settings import Fit, SizeSettings, Stage1Settings, Stage2Settings, check_num_images
+from tcig.stage1.optimize import SegTerm, run_stage1, seg_terms_loss
+from tcig.stage1.parameterization import PixelPyramid, VAELatent
+from tcig.stage1.priors import ExemplarBank, exemplar_settings, initial_images
 
 logger = logging.getLogger(__name__)
 
@@ -145,8 +146,26 @@ class TCIGPipeline:
             if self.refiner is None:
                 raise ConfigError("stage 2 was asked for but the pipeline has no refiner; give one or skip stage 2")
             stage2.check()
-        if num_images < 1:
-            raise ConfigError("num_images must be at least 1")
+        check_num_images(num_images, "num_images")
+
+    def check_memory(self, num_images: int, size: tuple[int, int], stage1_size: tuple[int, int], stage1) -> None:
+        """Refuse, before any work, a call whose working memory clearly exceeds what the device has free.
+
+        The estimate is a floor: about 4 KiB per output pixel and per stage-1 pixel and view of every image (the
+        bundled 64-px models measured 11-28 KiB per output pixel on a CPU; real-size networks need more), so what
+        it refuses cannot fit; what it lets through may still run out, with the usual one-line error."""
+        available = free_memory(self.device)
+        if available is None:
+            return
+        views = 1 + stage1.num_crops * (stage1.clip_weight > 0) + stage1.seg_views * len(self.segmenters)
+        per_image = BYTES_PER_PIXEL * (size[0] * size[1] + stage1_size[0] * stage1_size[1] * views)
+        need = num_images * per_image
+        if need > available:
+            biggest = "--num-images" if num_images > 1 else "--height/--width or --stage1-size"
+            raise ConfigError(
+                f"{num_images} image(s) at {size[1]}x{size[0]} need at least {need / 2**30:.1f} GiB of working "
+                f"memory and {self.device} has {available / 2**30:.1f} GiB free; lower {biggest} (or --num-crops)"
+            )
 
     def seg_terms(self, layout: Layout, batch: int) -> list[SegTerm]:
         """Map the layout's class names onto each segmenter's labels and build its target label map."""
@@ -201,9 +220,11 @@ class TCIGPipeline:
             refine = self.refiner is not None
         stage2 = (stage2 or (defaults.stage2_settings() if defaults else Stage2Settings())) if refine else None
         self.check_inputs(prompt, layout, parameterization, stage2, stage1, num_images)
+        SizeSettings(height, width, fit, stage1_size, parameterization).check()
         height, width = self.output_size(layout, height, width, self.resolution)
         layout = layout.resized(height, width, fit)
         h1, w1 = self.stage1_shape(layout, stage1_size)
+        self.check_memory(num_images, (height, width), (h1, w1), stage1)
         timings: dict[str, float] = {}
 
         start = time.perf_counter()
@@ -369,6 +390,13 @@ class TCIGPipeline:
             )
         _sync(self.device)
         return images
+
+    def class_colours(self, layout: Layout):
+        """``uint8 [K, 3]`` colours of the layout's classes for pictures: the model set's natural colours where it
+        declares them, else the standard dataset palettes (see :func:`tcig.io.pictures.layout_colours`)."""
+        from tcig.io.pictures import layout_colours
+
+        return layout_colours(layout.classes, self.model_set.colours() if self.model_set else None)
 
     def describe(self) -> dict:
         """The model ids or folders in use, for the output sidecar."""

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import torch
 
-from ..clip_scorer import CLIPScorer
-from ..errors import ConfigError
-from ..preprocess import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, ImageNorm
-from ..refiners import DiffusersImg2ImgRefiner
-from ..segmenters import UNIVERSAL_TYPES, MaskClassificationSegmenter, Segmenter, SemanticSegmenter
-from ..vocabularies import load_vocabulary
+from tcig.errors import ConfigError
+from tcig.layout.vocabularies import load_vocabulary
+from tcig.models.clip_scorer import CLIPScorer
+from tcig.models.preprocess import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, ImageNorm
+from tcig.models.refiners import DiffusersImg2ImgRefiner
+from tcig.models.segmenters import UNIVERSAL_TYPES, MaskClassificationSegmenter, Segmenter, SemanticSegmenter
 
 BUILTIN_CONFIGS = (
     "sd15",
@@ -57,7 +57,7 @@ def byte_tokenizer(max_length: int = 77):
     encoder; token counts differ from OpenAI's BPE, but prompts are padded to ``max_length`` either way."""
     from transformers import CLIPTokenizer
 
-    from ..scenes.tokenizer import write_tokenizer_files
+    from tcig.scenes.tokenizer import write_tokenizer_files
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = write_tokenizer_files(Path(tmp), [])

@@ -68,7 +68,7 @@ def plot_scaling(rows: list[dict], path: Path, title: str) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..evaluation.report import _save
+    from tcig.evaluation.report import save_figure
 
     axes_names = [a for a in ("resolution", "segmenters", "batch") if any(r["axis"] == a for r in rows)]
     if not axes_names:
@@ -93,6 +93,6 @@ def plot_scaling(rows: list[dict], path: Path, title: str) -> Path | None:
         ax.grid(alpha=0.3)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
     plt.close(fig)
     return path

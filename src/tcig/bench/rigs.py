@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..layout import Layout
-from ..model_sets import load_model_set
-from ..pipeline import TCIGPipeline
-from ..refiners import Stage2Settings
-from ..segmenters import Segmenter
-from ..visualize import colorize
-from . import models
+from tcig.bench import models
+from tcig.io.pictures import colorize
+from tcig.layout import Layout
+from tcig.models.model_sets import load_model_set
+from tcig.models.segmenters import Segmenter
+from tcig.pipeline import TCIGPipeline
+from tcig.settings import Stage2Settings
 
 
 @dataclass
@@ -121,16 +121,16 @@ def model_set_rig(
     reference_steps: int,
     img2img_strength: float,
 ) -> Rig:
-    """A model set with its weights; the layout is a rendered scene for ``scenes``, else the street layout."""
-    from ..segmenters import load_segmenter
+    """A model set with its weights; the layout is the set's ``demo_layout``, else the street layout."""
+    from tcig.models.segmenters import load_segmenter
 
     pipe = TCIGPipeline.from_model_set(name).to(device, dtype)
     size = size or pipe.resolution
-    if pipe.model_set is not None and pipe.model_set.name == "scenes":
-        from ..scenes.render import render_scene, scene_layout
+    if pipe.model_set is not None and pipe.model_set.demo_layout:
+        from tcig.layout.readers import read_layout
 
-        scene = render_scene(7, pipe.resolution)
-        layout, prompt = scene_layout(scene), scene.caption
+        layout = read_layout(pipe.model_set.demo_layout)
+        prompt = layout.prompt or STREET_PROMPT
     else:
         layout, prompt = street_layout(size), STREET_PROMPT
     t2i = Stage2Settings(steps=reference_steps, **{k: v for k, v in pipe.model_set.stage2.items() if k != "steps"})

@@ -13,11 +13,10 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from ..evaluation.measure import measure
-from ..pipeline import TCIGOutput
-from ..refiners import Stage2Settings
-from ..stage1 import Stage1Settings
-from .rigs import Rig
+from tcig.bench.rigs import Rig
+from tcig.evaluation.measure import measure
+from tcig.pipeline import TCIGOutput
+from tcig.settings import Stage1Settings, Stage2Settings
 
 logger = logging.getLogger(__name__)
 
@@ -261,7 +260,7 @@ def lever_table(
 
 def crop_batching_row(rig: Rig, spec: RunSpec, device: torch.device, repeats: int) -> dict:
     """CLIP forward and backward on the step's crops: one batched call against one call per crop."""
-    from ..stage1 import CropDraws, crop_views
+    from tcig.stage1.optimize import CropDraws, crop_views
 
     clip, n = rig.pipe.clip, spec.stage1.num_crops
     size = spec.stage1_size or rig.size

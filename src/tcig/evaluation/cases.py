@@ -25,10 +25,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..errors import ConfigError, TCIGError
-from ..layout import IGNORE, Layout
-from ..layout_readers import read_layout
-from ..vocabularies import load_vocabulary, match_labels
+from tcig.errors import ConfigError, TCIGError
+from tcig.io.files import read_input_text
+from tcig.io.names import check_name
+from tcig.layout import IGNORE, Layout
+from tcig.layout.readers import read_layout
+from tcig.layout.vocabularies import load_vocabulary, match_labels
 
 logger = logging.getLogger(__name__)
 
@@ -48,33 +50,63 @@ class Case:
 
 
 def load_cases(spec: str) -> list[Case]:
-    """Cases from one ``KIND:ARGUMENT`` source (see the module docstring)."""
+    """Cases from one ``KIND:ARGUMENT`` source (see the module docstring); names are checked to be safe file names
+    and unique across the source."""
     kind, _, argument = spec.partition(":")
+    cases = None
     if kind == "folder" and argument:
-        return folder_cases(Path(argument))
-    if kind == "real" and argument:
-        return real_cases(Path(argument))
-    if kind == "scenes" and argument:
+        cases = folder_cases(Path(argument))
+    elif kind == "real" and argument:
+        cases = real_cases(Path(argument))
+    elif kind == "scenes" and argument:
         parts = argument.split(":")
         try:
             numbers = [int(p) for p in parts]
         except ValueError:
             numbers = []
-        if len(numbers) in (1, 2) and numbers[0] > 0:
-            return scene_cases(*numbers)
-    raise ConfigError(f"unknown case source '{spec}'; use folder:DIR, real:DIR, scenes:N or scenes:N:FIRST_SEED")
+        if len(numbers) in (1, 2) and 0 < numbers[0] <= MAX_SCENES and (len(numbers) == 1 or numbers[1] >= 0):
+            cases = scene_cases(*numbers)
+    if cases is None:
+        raise ConfigError(
+            f"unknown case source '{spec}'; use folder:DIR, real:DIR, scenes:N or scenes:N:FIRST_SEED "
+            f"(N in 1..{MAX_SCENES})"
+        )
+    check_case_names(cases)
+    return cases
+
+
+MAX_SCENES = 100_000
+
+
+def check_case_names(cases: list[Case]) -> None:
+    """Every case name is a safe file name (its images are written under it) and no two cases share one."""
+    seen: dict[str, str] = {}
+    for case in cases:
+        check_name(case.name, f"case name (from {case.source})")
+        key = case.name.casefold()
+        if key in seen:
+            raise ConfigError(
+                f"two cases are named '{case.name}' ({seen[key]} and {case.source}); rename one layout file"
+            )
+        seen[key] = case.source
 
 
 def folder_cases(folder: Path) -> list[Case]:
-    """Every layout in ``folder``, named by its file; a layout needs a prompt from itself or ``prompts.json``."""
+    """Every layout in ``folder``, named by its file: JSON specs, colour or label-id PNGs with their JSON sidecars
+    (``<stem>.json``, ``<stem>.legend.json``) and mask folders. A sidecar is never read as a layout; sub-folders that
+    hold no mask are skipped (logged). A layout needs a prompt from itself or ``prompts.json``."""
     if not folder.is_dir():
         raise ConfigError(f"case folder '{folder}' does not exist")
     prompts_file = folder / "prompts.json"
-    prompts = json.loads(prompts_file.read_text()) if prompts_file.is_file() else {}
+    prompts = _read_prompts(prompts_file) if prompts_file.is_file() else {}
+    pngs = {p.stem for p in folder.iterdir() if p.suffix.lower() == ".png" and p.is_file()}
     cases = []
     for path in sorted(folder.iterdir()):
-        is_layout = path.is_dir() or (path.suffix.lower() in LAYOUT_SUFFIXES and not _is_sidecar(path))
-        if not is_layout:
+        if path.is_dir():
+            if not any(p.suffix.lower() == ".png" for p in path.iterdir()):
+                logger.info("%s: skipping the folder %s, which holds no mask", folder, path.name)
+                continue
+        elif path.suffix.lower() not in LAYOUT_SUFFIXES or _is_sidecar(path, pngs):
             continue
         layout = read_layout(path)
         prompt = prompts.get(path.name) or prompts.get(path.stem) or layout.prompt
@@ -86,8 +118,21 @@ def folder_cases(folder: Path) -> list[Case]:
     return cases
 
 
-def _is_sidecar(path: Path) -> bool:
-    return path.name.endswith(".legend.json") or path.name == "prompts.json"
+def _read_prompts(path: Path) -> dict[str, str]:
+    try:
+        data = json.loads(read_input_text(path, "prompts file"))
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"'{path}' is not valid JSON (line {err.lineno}: {err.msg})") from None
+    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+        raise ConfigError(f'\'{path}\' must map layout file names to prompts, e.g. {{"beach.json": "a beach"}}')
+    return data
+
+
+def _is_sidecar(path: Path, pngs: set[str]) -> bool:
+    """A legend, the prompts file, or the JSON sidecar of a PNG of the same stem."""
+    if path.name.endswith(".legend.json") or path.name == "prompts.json":
+        return True
+    return path.suffix.lower() == ".json" and path.stem in pngs
 
 
 def real_cases(root: Path) -> list[Case]:
@@ -118,8 +163,8 @@ def _ade_prompt(entry: dict, layout: Layout, top: int = 3) -> str:
 
 def scene_cases(count: int, first: int | None = None) -> list[Case]:
     """``count`` rendered scenes (held-out seeds unless ``first`` is given), the rendered image as reference."""
-    from ..scenes import render_scene, scene_layout
-    from ..scenes.data import SEED_RANGES
+    from tcig.scenes import render_scene, scene_layout
+    from tcig.scenes.data import SEED_RANGES
 
     start = SEED_RANGES["heldout"].start if first is None else first
     cases = []

@@ -16,15 +16,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..denoising import denoise, guided_noise, region_weights, regional_noise
-from ..errors import ConfigError
-from ..layout import IGNORE, Layout
-from ..pipeline import TCIGPipeline
-from ..refiners import Stage2Settings
-from ..stage1 import Stage1Settings, seg_terms_loss
-from ..visualize import palette
-from .cases import Case
-from .measure import Measurement, measure
+from tcig.errors import ConfigError
+from tcig.evaluation.cases import Case
+from tcig.evaluation.measure import Measurement, measure
+from tcig.io.pictures import layout_colours
+from tcig.layout import IGNORE, Layout
+from tcig.models.denoising import denoise, guided_noise, region_weights, regional_noise
+from tcig.pipeline import TCIGPipeline
+from tcig.settings import Stage1Settings, Stage2Settings
+from tcig.stage1.optimize import seg_terms_loss
 
 METHODS = ("tcig", "stage1", "diffusion", "sdedit-layout", "regional", "guided")
 
@@ -91,12 +91,10 @@ def run_diffusion(pipe: TCIGPipeline, case: Case, size, settings: Stage2Settings
 
 
 def painted_layout(layout: Layout, colours: dict[str, tuple[int, int, int]] | None) -> torch.Tensor:
-    """The layout as an image ``[3,H,W]`` in [0,1]: each class in its colour from ``colours`` (by class name) or
-    the tcig palette; don't-care pixels mid-grey."""
-    table = palette(len(layout.classes)).astype(np.float32)
-    for i, name in enumerate(layout.classes):
-        if colours and name in colours:
-            table[i] = colours[name]
+    """The layout as an image ``[3,H,W]`` in [0,1], as a user would paint it: each class in its colour from
+    ``colours`` (by class name), else its standard dataset colour (see :func:`tcig.io.pictures.layout_colours`);
+    don't-care pixels mid-grey."""
+    table = layout_colours(layout.classes, colours).astype(np.float32)
     table = np.concatenate([table, [[128, 128, 128]]]) / 255
     index = layout.label_map.clone()
     index[index == IGNORE] = len(layout.classes)

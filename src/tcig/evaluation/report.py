@@ -12,9 +12,9 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from ..metrics import frechet_distance, kernel_inception_distance
-from ..outputs import write_atomically
-from ..visualize import pil_to_tensor
+from tcig.evaluation.metrics import frechet_distance, kernel_inception_distance
+from tcig.io.files import write_atomically
+from tcig.io.pictures import pil_to_tensor
 
 FIGURES = ("miou", "pixel_accuracy", "clip_score", "seconds_per_image")
 MIN_KID_SAMPLES = 20  # fewer images give a KID that is mostly noise
@@ -309,7 +309,7 @@ def write_plots(out: Path, summary: list[dict]) -> list[Path]:
         ax.set_ylabel("KID ×1000 vs references (lower is better)" if use_kid else "CLIP score")
         ax.grid(alpha=0.3)
         fig.tight_layout()
-        written.append(_save(fig, out / "quality_vs_control.png"))
+        written.append(save_figure(fig, out / "quality_vs_control.png"))
         plt.close(fig)
     return written
 
@@ -321,7 +321,7 @@ def _finish_miou_plot(plt, fig, ax, xlabel: str, path: Path) -> Path:
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
     plt.close(fig)
     return path
 
@@ -346,7 +346,7 @@ def _colour(method: str) -> str:
     return colours.get(method, "tab:brown")
 
 
-def _save(fig, path: Path) -> Path:
+def save_figure(fig, path: Path) -> Path:
     write_atomically(path, lambda tmp: fig.savefig(tmp, dpi=130, format="png"))
     return path
 

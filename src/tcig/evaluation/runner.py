@@ -8,17 +8,20 @@ Layout of the folder::
     summary.md, summary.json, *.png   written by ``report.write_report``
 
 A rerun with the same folder skips every (case, method, variant) already in ``results.jsonl``; images are written
-before their line, and a line is written whole or, when the run is killed mid-line, dropped on the next start.
+before their line. A corrupt line (a run killed mid-line, a bad edit) is skipped and reported by number, and its
+entry is redone; it never costs another line. ``plan.json`` records the base settings, the model set and the
+identities of the guides and the evaluator (hashes of their weights), so a folder never mixes results of different
+models or settings.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
 import logging
 import math
-import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -27,16 +30,9 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from ..batch import STAGE1_KEYS, STAGE2_KEYS
-from ..clip_scorer import CLIPScorer
-from ..errors import ConfigError
-from ..metrics import layout_scores
-from ..outputs import write_atomically
-from ..pipeline import TCIGPipeline
-from ..segmenters import Segmenter
-from ..visualize import colorize, contact_sheet, tensor_to_pil
-from .cases import Case
-from .methods import (
+from tcig.errors import ConfigError
+from tcig.evaluation.cases import Case
+from tcig.evaluation.methods import (
     METHODS,
     Generated,
     MethodSettings,
@@ -47,6 +43,21 @@ from .methods import (
     run_regional,
     run_sdedit_layout,
     run_stage1,
+)
+from tcig.evaluation.metrics import layout_scores
+from tcig.io.files import append_json_line, read_json_lines, write_atomically, write_json_atomically
+from tcig.io.pictures import colorize, contact_sheet, tensor_to_pil
+from tcig.models.clip_scorer import CLIPScorer
+from tcig.models.segmenters import Segmenter
+from tcig.pipeline import TCIGPipeline
+from tcig.settings import (
+    MAX_SIDE,
+    SizeSettings,
+    Stage1Settings,
+    Stage2Settings,
+    check_num_images,
+    check_seed,
+    split_settings,
 )
 
 logger = logging.getLogger(__name__)
@@ -72,13 +83,17 @@ class EvalPlan:
     variants: dict[str, dict] = field(default_factory=dict)
     num_images: int = 1
     seed: int = 0
+    identities: dict = field(default_factory=dict)
+    """What the models are: see :func:`model_identities`; recorded in ``plan.json``."""
 
     def check(self) -> None:
         unknown = sorted(set(self.methods) - set(METHODS))
         if unknown:
             raise ConfigError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
-        if self.num_images < 1 or min(self.size) < 8:
-            raise ConfigError("--num-images must be >= 1 and --size at least 8 pixels")
+        check_num_images(self.num_images)
+        check_seed(self.seed)
+        if not all(type(s) is int and 8 <= s <= MAX_SIDE for s in self.size):
+            raise ConfigError(f"--size must be an integer in 8..{MAX_SIDE}, got {self.size[0]}")
         for strength in self.strengths:
             replace(self.settings.stage2, strength=strength).check()
         for name, overrides in self.variants.items():
@@ -100,24 +115,23 @@ VARIANT_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456
 
 
 def split_overrides(overrides: dict) -> tuple[dict, dict, list[float] | None]:
-    """A variant's overrides as (stage-1 settings, stage-2 settings, guide weights): stage-1 fields by name, stage-2
-    fields by name with ``stage2_steps`` for its steps (the ``tcig batch`` keys), and ``weights`` (one per guide of
-    the guide set, ``/``-separated in text, 0 = that guide does not guide)."""
-    stage1, stage2, weights = {}, {}, None
-    for key, value in overrides.items():
-        if key == "weights":
-            try:
-                weights = [float(w) for w in (value.split("/") if isinstance(value, str) else [value])]
-            except ValueError as err:
-                raise ConfigError(f"variant weights '{value}' are not numbers separated by '/'") from err
-        elif key in STAGE1_KEYS:
-            stage1[key] = value
-        elif key in STAGE2_KEYS:
-            stage2["steps" if key == "stage2_steps" else key] = value
-        else:
-            allowed = ", ".join(sorted(STAGE1_KEYS | STAGE2_KEYS | {"weights"}))
-            raise ConfigError(f"unknown setting '{key}' in a variant; allowed: {allowed}")
-    return stage1, stage2, weights
+    """A variant's overrides as (stage-1 fields, stage-2 fields, guide weights): settings by their ``tcig batch``
+    keys (see :mod:`tcig.settings`), and ``weights`` (one per guide of the guide set, ``/``-separated in text,
+    0 = that guide does not guide)."""
+    overrides = dict(overrides)
+    weights = None
+    if "weights" in overrides:
+        value = overrides.pop("weights")
+        try:
+            weights = [float(w) for w in (value.split("/") if isinstance(value, str) else [value])]
+        except (ValueError, TypeError) as err:
+            raise ConfigError(f"variant weights '{value}' are not numbers separated by '/'") from err
+        if not all(math.isfinite(w) and w >= 0 for w in weights):
+            raise ConfigError(f"variant weights '{value}' must be finite numbers >= 0")
+    given = split_settings(overrides, "variant: ")
+    if given[SizeSettings]:
+        raise ConfigError(f"a variant cannot change {', '.join(given[SizeSettings])}; every method runs at --size")
+    return given[Stage1Settings], given[Stage2Settings], weights
 
 
 @dataclass
@@ -128,22 +142,60 @@ class Scorers:
     clip: CLIPScorer | None = None
 
 
-def fingerprint(ref: str) -> str:
-    """Identity of a model reference: the hash of a local folder's config and weight sizes, else the hub id."""
-    path = Path(ref).expanduser()
-    if not path.is_dir():
-        return ref.strip().lower()
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
+
+
+@functools.lru_cache(maxsize=256)
+def _file_digest(path: str, size: int, mtime: float) -> str:
     digest = hashlib.sha256()
-    for file in sorted(path.rglob("*")):
-        if file.suffix in (".json", ".safetensors", ".bin", ".pt"):
-            digest.update(file.name.encode())
-            digest.update(file.read_bytes() if file.suffix == ".json" else str(file.stat().st_size).encode())
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
     return digest.hexdigest()
 
 
+def _local_folder(ref: str) -> Path | None:
+    """A model's files here: the folder itself, or the cached snapshot of a hub id (None if not cached)."""
+    path = Path(ref).expanduser()
+    if path.is_dir():
+        return path
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(ref, local_files_only=True))
+    except Exception:  # noqa: BLE001 - not a cached hub id (or not an id at all)
+        return None
+
+
+def fingerprint(ref: str) -> str:
+    """Identity of a model: SHA-256 over the contents of its weight files (in path order), so that a hub id and a
+    local copy of it are the same model and a retrained one with the same sizes is not; a hub id that is not cached
+    here is known by its id."""
+    folder = _local_folder(ref)
+    if folder is None:
+        return f"id:{ref.strip().lower()}"
+    digest = hashlib.sha256()
+    files = sorted(f for f in folder.rglob("*") if f.suffix in WEIGHT_SUFFIXES and f.is_file())
+    for file in files:
+        info = file.stat()
+        digest.update(file.relative_to(folder).as_posix().encode())
+        digest.update(_file_digest(str(file.resolve()), info.st_size, info.st_mtime).encode())
+    return ("weights:" if files else "config:") + digest.hexdigest()
+
+
+def model_identities(model_set, guide_sets: dict, evaluator_ref: str) -> dict:
+    """The model set and the identity (weights hash) of every guide and of the evaluator, for ``plan.json``."""
+    return {
+        "model_set": model_set.name,
+        "refiner": fingerprint(model_set.refiner) if model_set.refiner else None,
+        "guides": {name: [fingerprint(seg.name) for seg, _ in segs] for name, segs in guide_sets.items()},
+        "evaluator": fingerprint(evaluator_ref),
+    }
+
+
 def check_evaluator(evaluator_ref: str, guide_refs: list[str]) -> None:
-    """Refuse an evaluator that is one of the guiding segmenters: stage 1 optimizes against its guides, so a guide
-    would score its own adversarial images."""
+    """Refuse an evaluator that is one of the guiding segmenters (by weights): stage 1 optimizes against its guides,
+    so a guide would score its own adversarial images."""
     mine = fingerprint(evaluator_ref)
     for ref in guide_refs:
         if fingerprint(ref) == mine:
@@ -154,23 +206,9 @@ def check_evaluator(evaluator_ref: str, guide_refs: list[str]) -> None:
 
 
 def read_results(out: Path) -> list[dict]:
-    """Rows of ``results.jsonl``; a torn last line (a killed run) is dropped and the file repaired."""
-    path = out / RESULTS
-    if not path.is_file():
-        return []
-    rows, good = [], 0
-    with open(path, "rb") as f:
-        for line in f:
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                break
-            good += len(line)
-    if good < path.stat().st_size:
-        logger.warning("dropping a half-written line at the end of %s", path)
-        with open(path, "r+b") as f:
-            f.truncate(good)
-    return rows
+    """Rows of ``results.jsonl``; corrupt lines are skipped and reported by number (their entries are redone)."""
+    rows = read_json_lines(out / RESULTS, f"{out / RESULTS}")
+    return [r for r in rows if all(isinstance(r.get(k), str) for k in ("case", "method", "variant"))]
 
 
 def row_key(row: dict) -> tuple[str, str, str]:
@@ -196,17 +234,14 @@ class ReportWriter:
         return names
 
     def append(self, row: dict) -> None:
-        with open(self.out / RESULTS, "a", encoding="utf-8") as f:
-            f.write(json.dumps(row) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        append_json_line(self.out / RESULTS, row)
 
 
 def _atomic_save(image, path: Path) -> None:
     write_atomically(path, lambda tmp: image.save(tmp, format="PNG"))
 
 
-def _check_same_plan(out: Path, plan: EvalPlan) -> None:
+def check_same_plan(out: Path, plan: EvalPlan) -> None:
     """A report folder holds one base setting: resuming it with other settings would mix results silently.
     Methods, cases and sweep values may change between runs (they only add rows)."""
     base = {
@@ -215,10 +250,19 @@ def _check_same_plan(out: Path, plan: EvalPlan) -> None:
         "num_images": plan.num_images,
         "settings": json.loads(json.dumps(asdict(plan.settings))),
         "variants": plan.variants,
+        "models": plan.identities,
     }
     path = out / "plan.json"
-    if path.is_file():
-        stored = json.loads(path.read_text())
+    if path.exists():
+        try:
+            stored = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            raise ConfigError(
+                f"'{path}' is damaged ({err}); without it the folder's results cannot be matched to their settings: "
+                "give a new --out, or move the folder away and start again"
+            ) from None
+        if not isinstance(stored, dict):
+            raise ConfigError(f"'{path}' is not a plan (a JSON object); give a new --out")
         if stored != base:
             changed = sorted(k for k in base if stored.get(k) != base[k])
             raise ConfigError(
@@ -226,7 +270,7 @@ def _check_same_plan(out: Path, plan: EvalPlan) -> None:
                 "options or give a new --out"
             )
         return
-    write_atomically(path, lambda tmp: tmp.write_text(json.dumps(base, indent=2)))
+    write_json_atomically(path, base)
 
 
 def variant_name(**parts) -> str:
@@ -244,7 +288,7 @@ def evaluate(
 ) -> list[dict]:
     """Run ``plan`` on ``cases``; returns all rows of the report folder (old and new)."""
     plan.check()
-    _check_same_plan(out, plan)
+    check_same_plan(out, plan)
     rows = read_results(out)
     done = {row_key(r) for r in rows}
     writer = ReportWriter(out)

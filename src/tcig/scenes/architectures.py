@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .render import SCENE_CLASSES
+from tcig.scenes.render import SCENE_CLASSES
 
 IMAGE_SIZE = 64
 LATENT_CHANNELS = 8

@@ -45,7 +45,7 @@ def to_tensors(images: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, to
 
 def scene_set(purpose: str, count: int, size: int = 64, cache_dir: Path | None = None) -> SceneSet:
     """The first ``count`` scenes of ``purpose``'s seed range, rendered once and cached in ``cache_dir``."""
-    from .render import render_scenes
+    from tcig.scenes.render import render_scenes
 
     seeds = SEED_RANGES[purpose][:count]
     path = cache_dir / f"{purpose}_{count}_{size}.npz" if cache_dir is not None else None
@@ -65,7 +65,7 @@ def scene_set(purpose: str, count: int, size: int = 64, cache_dir: Path | None =
 def class_colours(count: int = 200, size: int = 64) -> dict[str, tuple[int, int, int]]:
     """Mean RGB of each scene class over ``count`` scenes of the diffusion model's training range: the natural
     colours a user would paint a layout with (the ``sdedit-layout`` baseline)."""
-    from .render import SCENE_CLASSES, render_scenes
+    from tcig.scenes.render import SCENE_CLASSES, render_scenes
 
     images, labels, _ = render_scenes(SEED_RANGES["diffusion"][:count], size)
     pixels, classes = images.reshape(-1, 3).astype(np.float64), labels.reshape(-1)

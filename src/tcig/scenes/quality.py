@@ -17,8 +17,7 @@ from pathlib import Path
 
 import torch
 
-from ..clip_scorer import CLIPScorer
-from ..metrics import (
+from tcig.evaluation.metrics import (
     class_iou,
     confusion_matrix,
     kernel_inception_distance,
@@ -27,10 +26,11 @@ from ..metrics import (
     predict_labels,
     retrieval_accuracy,
 )
-from ..segmenters import load_segmenter
-from ..visualize import tensor_to_pil
-from .data import SceneSet, scene_set, to_tensors
-from .render import SCENE_CLASSES
+from tcig.io.pictures import tensor_to_pil
+from tcig.models.clip_scorer import CLIPScorer
+from tcig.models.segmenters import load_segmenter
+from tcig.scenes.data import SceneSet, scene_set, to_tensors
+from tcig.scenes.render import SCENE_CLASSES
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +83,8 @@ def clip_quality(folder: Path, scenes: SceneSet, group: int = 100) -> dict:
 @torch.no_grad()
 def diffusion_samples(folder: Path, captions: list[str], steps: int, guidance: float, seed: int) -> torch.Tensor:
     """Text-to-image samples of a refiner folder (the latent ``sd/`` or the image-space ``pixel/`` model)."""
-    from ..refiners import Stage2Settings, load_refiner
+    from tcig.models.refiners import load_refiner
+    from tcig.settings import Stage2Settings
 
     refiner = load_refiner(str(folder))
     settings = Stage2Settings(steps=steps, guidance_scale=guidance)

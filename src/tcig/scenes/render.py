@@ -19,10 +19,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..errors import ConfigError
-from ..layout import Layout
-from .captions import SceneContent, make_caption
-from .shapes import (
+from tcig.errors import ConfigError
+from tcig.layout import Layout
+from tcig.scenes.captions import SceneContent, make_caption
+from tcig.scenes.shapes import (
     BOAT,
     CLOUD,
     GRASS,

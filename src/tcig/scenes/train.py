@@ -19,10 +19,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from . import architectures as arch
-from .data import SEED_RANGES, scene_set
-from .tokenizer import build_tokenizer
-from .train_loop import train
+from tcig.scenes import architectures as arch
+from tcig.scenes.data import SEED_RANGES, scene_set
+from tcig.scenes.tokenizer import build_tokenizer
+from tcig.scenes.train_loop import train
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ class SegmenterRecipe:
 
 
 def _specialist_lookup() -> torch.Tensor:
-    from .render import SCENE_CLASSES
+    from tcig.scenes.render import SCENE_CLASSES
 
     names = arch.specialist_labels()
     return torch.tensor([names.index(arch.SPECIALIST_LABELS.get(c, "background")) for c in SCENE_CLASSES])
@@ -128,7 +128,7 @@ def train_segmenter(name: str, out: Path, work: Path, steps: int, count: int, pr
 
 def train_clip(out: Path, work: Path, steps: int, count: int, progress: bool = True) -> dict:
     """A CLIP trained contrastively on scenes and their captions, with random crops like stage 1's."""
-    from ..stage1 import CropDraws, crop_views
+    from tcig.stage1.optimize import CropDraws, crop_views
 
     data = scene_set("clip", count, arch.IMAGE_SIZE, work / "cache")
     tokenizer = build_tokenizer(work / "tokenizer", data.captions, context_length=CONTEXT_LENGTH)
@@ -255,7 +255,7 @@ def train_pixel(out: Path, work: Path, steps: int, count: int, progress: bool = 
     the folder layout ``PixelSDEditRefiner`` reads, the UNet in float16 (it loads as float32) to fit the bundle."""
     from diffusers import DDPMScheduler
 
-    from ..refiners import PixelSDEditRefiner
+    from tcig.models.refiners import PixelSDEditRefiner
 
     data = scene_set("diffusion", count, arch.IMAGE_SIZE, work / "cache")
     tokenizer, text_encoder, embed = _text_conditioning(out)

@@ -1,0 +1,1 @@
+"""The ``tcig`` command line: a root parser (:mod:`.main`) and one module per command."""

@@ -1,0 +1,151 @@
+"""What the commands share: how a command registers, the settings flags, and the output folder of a run."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tcig.errors import ConfigError
+from tcig.io.lock import FolderLock, remove_stale_staging
+from tcig.settings import Option, Stage1Settings, Stage2Settings, options_of
+
+logger = logging.getLogger("tcig")
+
+
+@dataclass(frozen=True)
+class Command:
+    """A ``tcig`` sub-command: ``add_arguments(parser, context)`` fills its parser, ``run(args)`` returns the exit
+    code. ``context`` carries what the parser's help may show (the model set named on the command line)."""
+
+    name: str
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser, HelpContext], None]
+    run: Callable[[argparse.Namespace], int]
+    description: str | None = None
+
+
+@dataclass(frozen=True)
+class HelpContext:
+    """The model set whose tuned settings ``--help`` shows as the defaults (None: the dataclass defaults)."""
+
+    model_set: Any = None
+    model_set_name: str | None = None
+
+    def default(self, option: Option) -> Any:
+        if self.model_set is not None and option.group is Stage1Settings:
+            return getattr(self.model_set.stage1_settings(), option.name)
+        if self.model_set is not None and option.group is Stage2Settings:
+            return getattr(self.model_set.stage2_settings(), option.name)
+        return getattr(option.group(), option.name)
+
+
+def add_setting_arguments(group, settings_class: type, context: HelpContext, skip: tuple[str, ...] = ()) -> None:
+    """One flag per field of ``settings_class`` (``--`` + key), unset by default so that the model set's tuned value
+    applies; the help names the value that will run."""
+    tuned = context.model_set_name and settings_class in (Stage1Settings, Stage2Settings)
+    source = f" for '{context.model_set_name}'" if tuned else ""
+    for option in options_of(settings_class):
+        if option.key in skip:
+            continue
+        default = context.default(option)
+        shown = "" if default is None else f" (default {default}{source})"
+        kwargs: dict[str, Any] = {"dest": option.key, "default": None, "help": f"{option.help}{shown}"}
+        if option.choices:
+            kwargs["choices"] = list(option.choices)
+        else:
+            kwargs["type"] = option.kind
+        group.add_argument(option.flag, **kwargs)
+
+
+def given_settings(args: argparse.Namespace, settings_class: type) -> dict[str, Any]:
+    """The fields of ``settings_class`` the user set on the command line."""
+    return {o.name: getattr(args, o.key) for o in options_of(settings_class) if getattr(args, o.key, None) is not None}
+
+
+def add_output_arguments(group, help: str) -> None:
+    group.add_argument("--out", required=True, help=help)
+    group.add_argument(
+        "--wait",
+        nargs="?",
+        type=float,
+        const=-1.0,
+        metavar="SECONDS",
+        help="if another tcig run uses --out, wait for it (for ever, or at most SECONDS) instead of refusing",
+    )
+
+
+def wait_seconds(args: argparse.Namespace) -> float | None:
+    """``--wait`` as FolderLock's ``wait``: absent → 0 (refuse), bare → None (for ever), N → N seconds."""
+    value = getattr(args, "wait", None)
+    if value is None:
+        return 0.0
+    return None if value < 0 else value
+
+
+@contextlib.contextmanager
+def output_folder(path: str | Path, *, wait: float | None = 0.0, lock: bool = True) -> Iterator[Path]:
+    """Create (if missing), check and lock the output folder for the ``with`` block; clean this run's staging.
+
+    If this run created the folder and leaves nothing in it (it failed before writing), the folder is removed.
+
+    Args:
+        path: the folder the user gave.
+        wait: seconds to wait for another run's lock (0 refuses, None waits for ever).
+        lock: False for the helper processes of a run that already holds the lock (accelerate ranks).
+    """
+    out = Path(path).expanduser()
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out '{out}' is a file; give a folder")
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as err:
+        raise ConfigError(f"cannot write to the output folder '{out}': {err.strerror}") from err
+    try:
+        with FolderLock(out, wait=wait) if lock else contextlib.nullcontext():
+            if lock:
+                remove_stale_staging(out)
+            yield out
+    finally:
+        if created:
+            with contextlib.suppress(OSError):
+                os.rmdir(out)  # only succeeds if empty
+
+
+# --- comma lists on the command line ---------------------------------------------------------------------------
+
+
+def float_list(text: str) -> list[float]:
+    return [float(v) for v in text.split(",") if v.strip()]
+
+
+def int_list(text: str) -> list[int]:
+    return [int(v) for v in text.split(",") if v.strip()]
+
+
+def word_list(text: str) -> list[str]:
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
+def assignments(text: str) -> dict:
+    """``key=value,key=value`` with JSON-like values (numbers, true/false, strings)."""
+    values = {}
+    for part in word_list(text):
+        key, sep, value = part.partition("=")
+        if not sep:
+            raise argparse.ArgumentTypeError(f"'{part}' is not KEY=VALUE")
+        try:
+            values[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            values[key.strip()] = value.strip()
+    return values

@@ -1,0 +1,273 @@
+"""``tcig eval``: TCIG and its baselines on the same cases, scored by a segmenter that never guided."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+
+import torch
+
+from tcig import __version__
+from tcig.cli.common import (
+    Command,
+    HelpContext,
+    add_output_arguments,
+    assignments,
+    float_list,
+    int_list,
+    output_folder,
+    wait_seconds,
+    word_list,
+)
+from tcig.errors import ConfigError
+from tcig.models.devices import resolve_device, resolve_dtype
+from tcig.models.model_sets import BUILTIN, load_model_set, parse_segmenter_arg, read_class_colours
+from tcig.settings import Stage1Settings, Stage2Settings, check_num_images, check_seed, split_settings
+
+logger = logging.getLogger("tcig")
+
+
+def add_arguments(ev: argparse.ArgumentParser, context: HelpContext) -> None:
+    from tcig.evaluation.methods import METHODS
+
+    io = ev.add_argument_group("cases and report")
+    io.add_argument(
+        "--cases",
+        action="append",
+        metavar="SOURCE",
+        help="folder:DIR (layouts with prompts), real:DIR (COCO-Stuff/ADE20K maps with photos, as in "
+        "shared/data/real), scenes:N[:FIRST_SEED] (rendered scenes); repeatable (default scenes:100)",
+    )
+    io.add_argument(
+        "--coco-protocol",
+        action="store_true",
+        help="keep layouts with 2-4 Pascal VOC classes, no person, each >= 5 %% of the image; other classes "
+        "become don't care (the paper's COCO test)",
+    )
+    io.add_argument("--limit", type=int, help="use at most this many cases (after filtering)")
+    add_output_arguments(io, "report folder (created; an existing one is resumed)")
+    io.add_argument("--title", default="report", help="title of summary.md")
+
+    models = ev.add_argument_group("models")
+    models.add_argument("--models", default="scenes", help=f"model set: {', '.join(BUILTIN)} or a JSON file")
+    models.add_argument(
+        "--segmenter", action="append", metavar="ID[:WEIGHT]", help="guiding segmenter(s), replacing the set's"
+    )
+    models.add_argument(
+        "--extra-segmenter",
+        action="append",
+        metavar="ID[:WEIGHT]",
+        help="adds a guiding segmenter in a second sweep arm, to compare one with several guides",
+    )
+    models.add_argument("--evaluator", help="segmenter that scores control; must not guide (default: the set's)")
+    models.add_argument("--clip-score-model", help="CLIP for CLIP scores (default: the guiding CLIP)")
+    models.add_argument(
+        "--features",
+        default="evaluator",
+        help="KID/FID features: 'evaluator' (its backbone; default, since stage 1 optimizes the guiding CLIP and "
+        "would fool its features) or a CLIP id or folder",
+    )
+    models.add_argument("--allow-pickle", action="store_true", help="allow pickle checkpoints (runs their code)")
+
+    methods = ev.add_argument_group("methods and sweeps")
+    methods.add_argument("--methods", default=",".join(METHODS), help=f"comma list of {', '.join(METHODS)} (all)")
+    methods.add_argument(
+        "--settings",
+        type=assignments,
+        default={},
+        metavar="KEY=VALUE,...",
+        help="settings over the set's for every method, by the keys of tcig batch, e.g. lr=0.03,stage2_steps=50",
+    )
+    methods.add_argument(
+        "--variant",
+        action="append",
+        metavar="NAME:KEY=VALUE,...",
+        help="a named TCIG variant with its own settings (stage-1 and stage-2 fields as in tcig batch, e.g. "
+        "no-tv:tv_weight=0 or single:weights=1/0/0 for the guides' weights); repeat for several (an ablation)",
+    )
+    methods.add_argument("--strengths", type=float_list, help="TCIG stage-2 strengths to sweep (default: the set's)")
+    methods.add_argument("--stage1-steps", type=int_list, help="stage-1 step counts to sweep (default: the set's)")
+    methods.add_argument(
+        "--seg-losses", type=word_list, help="segmentation losses to sweep: mse,ce (default: the set's)"
+    )
+    methods.add_argument(
+        "--sdedit-strength", type=float, default=0.5, help="sdedit-layout strength (default 0.5, tuned on scenes)"
+    )
+    methods.add_argument(
+        "--class-colours",
+        help="JSON {class: [r,g,b]} to paint layouts for sdedit-layout (default: the model set's class colours, "
+        "else the standard dataset palettes)",
+    )
+    methods.add_argument(
+        "--regional-bootstrap", type=float, default=0.2, help="fraction of regional steps with bootstrapping (0.2)"
+    )
+    methods.add_argument(
+        "--guidance-weight", type=float, default=100.0, help="guided: gradient scale (default 100, tuned on scenes)"
+    )
+
+    run = ev.add_argument_group("run")
+    run.add_argument("--size", type=int, help="square output size (default: the set's resolution)")
+    run.add_argument("--num-images", type=int, default=1, help="images per case and method (default 1)")
+    run.add_argument("--seed", type=int, default=0, help="seed shared by every method, 0..2**64-1 (default 0)")
+    run.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps")
+    run.add_argument(
+        "--dtype", default="auto", help="stage-2 dtype as in tcig generate: auto, float32, float16, bfloat16"
+    )
+    run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    run.add_argument("-v", "--verbose", action="store_true", help="log details")
+
+
+def _variants(texts: list[str]) -> dict[str, dict]:
+    """``NAME:KEY=VALUE,...`` arguments as {name: overrides}; a repeated name is an error."""
+    variants: dict[str, dict] = {}
+    for text in texts:
+        name, sep, values = text.partition(":")
+        if not sep or not name.strip():
+            raise ConfigError(f"--variant '{text}' is not NAME:KEY=VALUE,...")
+        if name.strip() in variants:
+            raise ConfigError(f"--variant '{name.strip()}' is given twice")
+        try:
+            variants[name.strip()] = assignments(values) if values.strip() else {}
+        except argparse.ArgumentTypeError as err:
+            raise ConfigError(f"--variant '{text}': {err}") from err
+    return variants
+
+
+def _class_colours(arg: str | None, model_set) -> dict | None:
+    if arg:
+        return read_class_colours(arg, "--class-colours")
+    return model_set.colours() or None
+
+
+def run(args: argparse.Namespace) -> int:
+    from tcig.evaluation.cases import coco_protocol, load_cases
+    from tcig.evaluation.methods import MethodSettings
+    from tcig.evaluation.report import SegmenterFeatures, write_report
+    from tcig.evaluation.runner import EvalPlan, Scorers, check_evaluator, evaluate, model_identities
+    from tcig.models.clip_scorer import CLIPScorer
+    from tcig.models.segmenters import load_segmenter
+    from tcig.pipeline import TCIGPipeline
+
+    check_seed(args.seed)
+    check_num_images(args.num_images)
+    segmenters = [parse_segmenter_arg(s) for s in args.segmenter] if args.segmenter else None
+    model_set = load_model_set(args.models).with_overrides(segmenters=segmenters)
+    extras = [parse_segmenter_arg(s) for s in args.extra_segmenter or []]
+    evaluator_ref = args.evaluator or model_set.evaluator
+    if not evaluator_ref:
+        raise ConfigError(f"the model set '{model_set.name}' names no evaluator; give --evaluator")
+    check_evaluator(evaluator_ref, [ref for ref, _ in model_set.segmenters] + [ref for ref, _ in extras])
+    if model_set.refiner is None:
+        raise ConfigError("tcig eval compares refined images; the model set needs a refiner")
+
+    cases = [case for spec in args.cases or ["scenes:100"] for case in load_cases(spec)]
+    if args.coco_protocol:
+        cases = coco_protocol(cases)
+    cases = cases[: args.limit] if args.limit else cases
+    size = args.size or model_set.resolution
+    given = split_settings(args.settings, "--settings ")
+    settings = MethodSettings(
+        stage1=model_set.stage1_settings(**given[Stage1Settings]),
+        stage2=model_set.stage2_settings(**given[Stage2Settings]),
+        sdedit_strength=args.sdedit_strength,
+        regional_bootstrap=args.regional_bootstrap,
+        guidance_weight=args.guidance_weight,
+        class_colours=_class_colours(args.class_colours, model_set),
+    )
+    plan_methods = word_list(args.methods)
+    device = resolve_device(args.device)
+    dtype = resolve_dtype(args.dtype, device)
+    with output_folder(args.out, wait=wait_seconds(args)) as out:
+        pipe = TCIGPipeline.from_model_set(model_set, allow_pickle=args.allow_pickle)
+        extra_segs = [(load_segmenter(ref, allow_pickle=args.allow_pickle), w) for ref, w in extras]
+        guide_sets = {f"{len(pipe.segmenters)}seg": pipe.segmenters}
+        if extra_segs:
+            guide_sets[f"{len(pipe.segmenters) + len(extra_segs)}seg"] = pipe.segmenters + extra_segs
+        plan = EvalPlan(
+            methods=plan_methods,
+            settings=settings,
+            size=(size, size),
+            guide_sets=guide_sets,
+            strengths=args.strengths or [],
+            stage1_steps=args.stage1_steps or [],
+            seg_losses=args.seg_losses or [],
+            variants=_variants(args.variant or []),
+            num_images=args.num_images,
+            seed=args.seed,
+        )
+        plan.check()
+        pipe.to(device, dtype)
+        for seg, _ in extra_segs:
+            seg.to(device)
+        evaluator = load_segmenter(evaluator_ref, allow_pickle=args.allow_pickle).to(device)
+        if evaluator.labels is None:
+            raise ConfigError(
+                f"the evaluator '{evaluator_ref}' is open-vocabulary (CLIPSeg-like): its scores depend on the queries "
+                "it is given, so it cannot score control comparably; give a closed-vocabulary segmenter (--evaluator)"
+            )
+        plan.identities = model_identities(model_set, guide_sets, evaluator_ref)
+        clip_ref = args.clip_score_model or model_set.clip
+        score_clip = (
+            pipe.clip
+            if clip_ref == model_set.clip
+            else CLIPScorer.from_pretrained(clip_ref, allow_pickle=args.allow_pickle).to(device)
+        )
+        if args.features == "evaluator":
+            features_ref, features = f"evaluator backbone ({evaluator_ref})", SegmenterFeatures(evaluator)
+        else:
+            features_ref = args.features
+            features = (
+                score_clip
+                if features_ref == clip_ref
+                else CLIPScorer.from_pretrained(features_ref, allow_pickle=args.allow_pickle).to(device)
+            )
+
+        start = time.perf_counter()
+        rows = evaluate(pipe, cases, plan, Scorers(evaluator, score_clip), out, progress=not args.no_progress)
+        header = {
+            "title": args.title,
+            "tcig_version": __version__,
+            "cases": len(cases),
+            "case_sources": ", ".join(args.cases or ["scenes:100"])
+            + (" (COCO protocol)" if args.coco_protocol else ""),
+            "seed": args.seed,
+            "size": f"{size}x{size}",
+            "num_images": args.num_images,
+            "model_set": model_set.to_dict(),
+            "guides": "; ".join(f"{name}: {', '.join(s.name for s, _ in segs)}" for name, segs in guide_sets.items()),
+            "evaluator": evaluator_ref,
+            "clip_score_model": clip_ref,
+            "features": features_ref,
+            "dtype": str(dtype),
+            "schedulers": _schedulers(pipe),
+            "device": f"{device}" + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
+            "memory_kind": "CUDA allocator peak" if device.type == "cuda" else "process resident set (CPU)",
+            "torch": torch.__version__,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        write_report(out, rows, header, features)
+        logger.info("evaluated %d cases in %.0f s", len(cases), time.perf_counter() - start)
+        print(out / "summary.md")
+        return 0
+
+
+COMMAND = Command(
+    "eval",
+    "compare TCIG with its baselines: control, quality, alignment and cost",
+    add_arguments,
+    run,
+    "Runs TCIG and the baselines on the same cases, prompts, seeds and size, and writes a report folder: "
+    "results.jsonl, summary.md/json, plots and an image grid per case. Rerun to resume.",
+)
+
+
+def _schedulers(pipe) -> str:
+    """Which scheduler sampled which method: the refiner's own for its img2img and text-to-image calls, and the
+    copy of it that tcig's loop uses (regional, guided, and TCIG with seg_guidance)."""
+    own = getattr(getattr(pipe.refiner, "pipeline", pipe.refiner), "scheduler", None)
+    try:
+        loop = type(pipe.refiner.denoiser().scheduler).__name__
+    except ConfigError as err:
+        loop = f"none ({err})"
+    return f"tcig, diffusion, sdedit-layout: {type(own).__name__}; regional, guided, seg_guidance > 0: {loop}"

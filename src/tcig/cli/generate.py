@@ -1,0 +1,213 @@
+"""``tcig generate``: images from a prompt and a layout, with their stage-1 image, contact sheet and sidecar."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from pathlib import Path
+
+import torch
+
+from tcig import __version__
+from tcig.cli.common import (
+    Command,
+    HelpContext,
+    add_output_arguments,
+    add_setting_arguments,
+    given_settings,
+    output_folder,
+    wait_seconds,
+)
+from tcig.errors import TCIGError
+from tcig.io.names import check_name
+from tcig.layout.palettes import DEFAULT_TOLERANCE, PALETTE_NAMES
+from tcig.models.devices import resolve_device, resolve_dtype
+from tcig.models.model_sets import BUILTIN, load_model_set, parse_segmenter_arg
+from tcig.settings import MAX_IMAGES, SizeSettings, Stage1Settings, Stage2Settings, check_num_images, check_seed
+
+logger = logging.getLogger("tcig")
+
+
+def add_layout_arguments(group) -> None:
+    """The flags that say how to read a layout file (shared with ``tcig layout``)."""
+    group.add_argument(
+        "--vocabulary", help="vocabulary of a label-id PNG: coco-stuff, ade20k or voc (which value is which class)"
+    )
+    group.add_argument("--legend", help="legend JSON of a colour PNG (default: <layout>.legend.json beside it)")
+    group.add_argument(
+        "--palette",
+        help="read a colour PNG painted in a dataset's standard colours (no legend): " + ", ".join(PALETTE_NAMES),
+    )
+    group.add_argument(
+        "--colour-tolerance",
+        type=float,
+        default=DEFAULT_TOLERANCE,
+        help="RGB distance within which antialiased or JPEG colours snap to the legend's or palette's "
+        f"(default {DEFAULT_TOLERANCE:g}; 0 = exact)",
+    )
+
+
+def layout_options(args: argparse.Namespace) -> dict:
+    return {
+        "vocabulary": args.vocabulary,
+        "legend": args.legend,
+        "palette": args.palette,
+        "colour_tolerance": args.colour_tolerance,
+    }
+
+
+def add_arguments(gen: argparse.ArgumentParser, context: HelpContext) -> None:
+    io = gen.add_argument_group("inputs and outputs")
+    io.add_argument("--prompt", help="text prompt (default: the prompt stored in a JSON layout)")
+    io.add_argument(
+        "--layout",
+        required=True,
+        help="layout file: colour PNG (+ legend JSON or --palette), label-id PNG (+ --vocabulary), JSON spec, or a "
+        "folder of per-class masks",
+    )
+    add_layout_arguments(io)
+    add_output_arguments(io, "output folder (created if missing)")
+    io.add_argument("--name", help="file name stem (default: the layout's name and the seed)")
+    io.add_argument(
+        "--num-images",
+        type=int,
+        default=1,
+        help=f"images per call, optimized as one batch (1..{MAX_IMAGES}; default 1)",
+    )
+
+    models = gen.add_argument_group("models")
+    models.add_argument(
+        "--models", default="sd15", help=f"model set: {', '.join(BUILTIN)} or a model-set JSON file (default sd15)"
+    )
+    models.add_argument("--clip", help="override the CLIP model (hub id or folder)")
+    models.add_argument(
+        "--segmenter",
+        action="append",
+        metavar="ID[:WEIGHT]",
+        help="guiding segmenter with its loss weight (default 1); repeat for several; replaces the model set's",
+    )
+    models.add_argument(
+        "--refiner", help="override the stage-2 model (diffusers img2img id/folder, or an image-space model folder)"
+    )
+    models.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="allow pickle checkpoints (.bin/.pt/.ckpt); unpickling can run code",
+    )
+
+    add_setting_arguments(gen.add_argument_group("size"), SizeSettings, context)
+    add_setting_arguments(
+        gen.add_argument_group("stage 1 (control); defaults are the model set's tuned values"), Stage1Settings, context
+    )
+    s2 = gen.add_argument_group("stage 2 (quality); defaults are the model set's tuned values")
+    s2.add_argument(
+        "--stage2", choices=["refine", "none"], default="refine", help="'none' stops after stage 1 (default refine)"
+    )
+    add_setting_arguments(s2, Stage2Settings, context)
+
+    run = gen.add_argument_group("run")
+    add_run_arguments(run)
+    run.add_argument(
+        "--compile",
+        nargs="?",
+        const="reduce-overhead",
+        metavar="MODE",
+        help="torch.compile the stage-1 loss (default mode reduce-overhead: CUDA graphs); pays off for several "
+        "images or a long run, since the first call compiles (docs/performance.md)",
+    )
+    run.add_argument(
+        "--channels-last", action="store_true", help="channels-last memory format (1.2x faster on an H200)"
+    )
+
+
+def add_run_arguments(run) -> None:
+    """Seed, device, dtype, progress and verbosity (shared with ``tcig batch``'s)."""
+    run.add_argument("--seed", type=int, default=0, help="random seed, 0..2**64-1 (default 0)")
+    run.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps")
+    run.add_argument(
+        "--dtype",
+        default="auto",
+        help="stage-2 dtype: auto (float32 on CPU, float16 on GPU), float32, float16, bfloat16; stage 1 uses mixed "
+        "precision on GPUs",
+    )
+    run.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    run.add_argument("-v", "--verbose", action="store_true", help="log details")
+
+
+def run(args: argparse.Namespace) -> int:
+    from tcig.io.outputs import output_files, write_outputs
+    from tcig.layout.readers import read_layout_and_prompt
+    from tcig.pipeline import TCIGPipeline
+
+    check_seed(args.seed)
+    check_num_images(args.num_images)
+    stem = check_name(args.name, "--name") if args.name else f"{Path(args.layout.rstrip('/')).stem}_s{args.seed}"
+    if not args.name:
+        stem = check_name(stem, "the layout's file name (give --name)")
+    output_files(stem, args.num_images)  # the names are known before any work
+    layout, prompt = read_layout_and_prompt(args.layout, args.prompt, "pass --prompt", **layout_options(args))
+    device = resolve_device(args.device)
+    dtype = resolve_dtype(args.dtype, device)
+    segmenters = [parse_segmenter_arg(s) for s in args.segmenter] if args.segmenter else None
+    model_set = load_model_set(args.models).with_overrides(clip=args.clip, segmenters=segmenters, refiner=args.refiner)
+    stage1 = model_set.stage1_settings(**given_settings(args, Stage1Settings))
+    refine = args.stage2 != "none"
+    stage2 = model_set.stage2_settings(**given_settings(args, Stage2Settings)) if refine else None
+    sizes = SizeSettings(**given_settings(args, SizeSettings))
+    sizes.check()
+    stage1.check()
+    if stage2 is not None:
+        stage2.check()
+    if not refine and stage1.init == "noise":
+        model_set = model_set.with_overrides(refiner="none")  # the refiner is needed only to refine or to start
+
+    with output_folder(args.out, wait=wait_seconds(args)) as out_dir:
+        logger.info("loading models of '%s' on %s", model_set.name, device)
+        pipe = TCIGPipeline.from_model_set(model_set, allow_pickle=args.allow_pickle, class_names=layout.classes)
+        pipe.to(device, dtype)
+        pipe.compile_stage1 = args.compile or False
+        if args.channels_last:
+            pipe.set_channels_last()
+        generator = torch.Generator().manual_seed(args.seed)
+        try:
+            output = pipe(
+                prompt,
+                layout,
+                **vars(sizes),
+                stage1=stage1,
+                stage2=stage2,
+                refine=refine,
+                num_images=args.num_images,
+                generator=generator,
+                progress=not args.no_progress,
+            )
+        except torch.cuda.OutOfMemoryError as err:
+            raise TCIGError(
+                "out of GPU memory; lower --num-images, --stage1-size, --num-crops or --height/--width"
+            ) from err
+        record = {
+            "tcig_version": __version__,
+            "seed": args.seed,
+            "layout": str(args.layout),
+            "vocabulary": args.vocabulary,
+            "palette": args.palette,
+            "model_set": model_set.to_dict(),
+            "dtype": str(dtype),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        for path in write_outputs(output, out_dir, stem, record, colours=pipe.class_colours(output.layout)):
+            logger.info("wrote %s", path)
+    print(out_dir / f"{stem}.png" if args.num_images == 1 else out_dir)
+    return 0
+
+
+COMMAND = Command(
+    "generate",
+    "generate images from a prompt and a layout",
+    add_arguments,
+    run,
+    "Stage 1 optimizes an image to follow the layout under CLIP and segmentation losses; stage 2 refines it with a "
+    "diffusion model (img2img). Unset settings take the model set's tuned values; `tcig generate --models NAME "
+    "--help` shows that set's.",
+)

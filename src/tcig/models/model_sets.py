@@ -1,0 +1,289 @@
+"""Named recipes of models: which CLIP, which guiding segmenters (with weights) and which refiner.
+
+A model set is one of the built-in names or a JSON file
+``{"clip": ID, "segmenters": ["ID[:WEIGHT]", ...], "refiner": ID or null, "resolution": 512, "evaluator": ID,
+"stage1": {"steps": 100, ...}, "stage2": {"strength": 0.5, ...}, "class_colours": {"sky": [135, 206, 235]} or a JSON
+file, "demo_layout": FILE}`` whose relative paths are read relative to the file's folder. ``stage1``/``stage2`` hold
+the set's tuned defaults (fields of Stage1Settings / Stage2Settings), checked when the file is read; an unknown key is
+an error. What is special about a set (the natural colours its world paints classes in, the layout its benchmark
+uses) is declared here, never inferred from its name.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from tcig.errors import ConfigError
+from tcig.io.files import read_input_text
+from tcig.settings import MAX_SIDE, Stage1Settings, Stage2Settings, check_value, options_of
+
+
+@dataclass(frozen=True)
+class ModelSet:
+    name: str
+    clip: str
+    segmenters: tuple[tuple[str, float], ...]
+    refiner: str | None
+    resolution: int = 512
+    stage1_size: int | None = None
+    description: str = field(default="", compare=False)
+    evaluator: str | None = None
+    stage1: dict = field(default_factory=dict, compare=False, hash=False)
+    stage2: dict = field(default_factory=dict, compare=False, hash=False)
+    exemplar_prompt: str = "a photo of a {name}"
+    """Prompt with which the refiner draws a class by its name, for the ``colours`` and ``collage`` inits."""
+    class_colours: tuple[tuple[str, tuple[int, int, int]], ...] = ()
+    """The natural colours of the set's classes (``(name, (r, g, b))`` pairs), for pictures of layouts and the
+    ``sdedit-layout`` baseline; classes without one take their standard dataset colour."""
+    demo_layout: str | None = None
+    """A layout file that suits the set, for benchmarks (default: the street layout)."""
+
+    def colours(self) -> dict[str, tuple[int, int, int]]:
+        """The set's class colours by name (empty if it declares none)."""
+        return dict(self.class_colours)
+
+    def with_overrides(
+        self, *, clip: str | None = None, segmenters: list[tuple[str, float]] | None = None, refiner: str | None = None
+    ) -> ModelSet:
+        """Replace components; ``refiner="none"`` removes stage 2."""
+        return replace(
+            self,
+            clip=clip or self.clip,
+            segmenters=tuple(segmenters) if segmenters else self.segmenters,
+            refiner=None if refiner == "none" else (refiner or self.refiner),
+        )
+
+    def stage1_settings(self, **given) -> Stage1Settings:
+        """The set's tuned stage-1 settings, overridden by every ``given`` value that is not None."""
+        return Stage1Settings(**{**self.stage1, **{k: v for k, v in given.items() if v is not None}})
+
+    def stage2_settings(self, **given) -> Stage2Settings:
+        return Stage2Settings(**{**self.stage2, **{k: v for k, v in given.items() if v is not None}})
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "clip": self.clip,
+            "segmenters": [f"{s}:{w:g}" for s, w in self.segmenters],
+            "refiner": self.refiner,
+            "resolution": self.resolution,
+            "stage1_size": self.stage1_size,
+            "evaluator": self.evaluator,
+            "stage1": self.stage1,
+            "stage2": self.stage2,
+            "exemplar_prompt": self.exemplar_prompt,
+            "class_colours": {name: list(rgb) for name, rgb in self.class_colours},
+            "demo_layout": self.demo_layout,
+        }
+
+
+def read_class_colours(source: str | Mapping, what: str) -> dict[str, tuple[int, int, int]]:
+    """``{class: [r, g, b]}`` from a mapping or a JSON file, checked."""
+    data = source
+    if not isinstance(source, Mapping):
+        try:
+            data = json.loads(read_input_text(source, what))
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"{what} '{source}' is not valid JSON (line {err.lineno}: {err.msg})") from None
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{what} must be a JSON object {{class: [r, g, b]}}")
+    out = {}
+    for name, rgb in data.items():
+        is_rgb = isinstance(rgb, list | tuple) and len(rgb) == 3 and all(type(c) is int and 0 <= c <= 255 for c in rgb)
+        if not is_rgb:
+            raise ConfigError(f"{what}: the colour of '{name}' must be [r, g, b] with integers 0..255, got {rgb!r}")
+        out[str(name)] = tuple(rgb)
+    return out
+
+
+BUNDLED = Path(__file__).parents[1] / "bundled" / "scenes"
+"""The models trained in the synthetic scenes world (``python -m tcig.scenes.train``), shipped with the package."""
+
+SCENES_STAGE1 = {
+    "steps": 30,
+    "lr": 0.03,
+    "num_crops": 4,
+    "seg_noise": 0.1,
+    "seg_loss": "ce",
+    "init": "colours",
+    "init_noise": 0.1,
+    "seg_views": 1,
+    "seg_shift": 0.06,
+    "seg_scale": 0.15,
+    "seg_blur": 1.0,
+    "tv_weight": 1.0,
+}
+"""Stage-1 settings of the scenes sets, chosen with `tcig eval --variant` on tuning cases only (6 rendered scenes of
+seeds 9,500,000+ and the hand-drawn layouts of examples/unusual/tune): benchmarks/tune_scenes.sh, docs/tuning.md."""
+
+SCENES_STAGE2 = {"strength": 0.35, "steps": 30, "guidance_scale": 4.0, "cycles": 1, "cycle_steps": 10}
+"""Stage 2 of the scenes sets: a refinement at 0.35, then one cycle of 10 stage-1 steps and a refinement at 0.15."""
+
+SCENES_COLOURS = tuple(read_class_colours(str(BUNDLED / "class_colours.json"), "the scenes' class colours").items())
+"""Mean colour of each scene class over 200 rendered scenes (``tcig.scenes.data.class_colours``)."""
+
+SCENES_GUIDES = ((str(BUNDLED / "segformer"), 1.0), (str(BUNDLED / "swin"), 1.0), (str(BUNDLED / "objects"), 1.0))
+"""The scenes sets' guides: SegFormer, UperNet-Swin and the object specialist (UperNet-ResNet at 128 px)."""
+
+BUILTIN = {
+    "scenes": ModelSet(
+        "scenes",
+        str(BUNDLED / "clip"),
+        SCENES_GUIDES,
+        str(BUNDLED / "sd"),
+        64,
+        description="bundled offline models of the synthetic scenes world (12 classes, 64 px): CLIP; guides "
+        "SegFormer, UperNet-Swin and an object specialist; latent diffusion; evaluator UperNet-ConvNeXt",
+        evaluator=str(BUNDLED / "evaluator"),
+        stage1=SCENES_STAGE1,
+        exemplar_prompt="a scene with a {name}",
+        stage2=SCENES_STAGE2,
+        class_colours=SCENES_COLOURS,
+        demo_layout=str(BUNDLED / "demo_layout.json"),
+    ),
+    "scenes-pixel": ModelSet(
+        "scenes-pixel",
+        str(BUNDLED / "clip"),
+        SCENES_GUIDES,
+        str(BUNDLED / "pixel"),
+        64,
+        description="the bundled scenes models with the image-space diffusion model as stage 2 (SDEdit on pixels)",
+        evaluator=str(BUNDLED / "evaluator"),
+        stage1=SCENES_STAGE1,
+        exemplar_prompt="a scene with a {name}",
+        # strength 0.15 / 0.25 / 0.35 gave 0.626 / 0.616 / 0.594 on the tuning cases (docs/tuning.md)
+        stage2={**SCENES_STAGE2, "strength": 0.15},
+        class_colours=SCENES_COLOURS,
+        demo_layout=str(BUNDLED / "demo_layout.json"),
+    ),
+    "sd15": ModelSet(
+        "sd15",
+        "openai/clip-vit-base-patch32",
+        (("nvidia/segformer-b0-finetuned-ade-512-512", 1.0),),
+        "stable-diffusion-v1-5/stable-diffusion-v1-5",
+        512,
+        stage1_size=256,
+        description="CLIP ViT-B/32, SegFormer-B0 (ADE20K, 150 classes), Stable Diffusion 1.5 img2img at 512 "
+        "(stage 1 at 256)",
+        # 100 stage-1 steps (not 150) at 256 px: stage 1 is launch-bound on GPUs, so its time follows the step
+        # count, not the size (docs/performance.md); 256 px also halves stage 1's memory and its CPU time.
+        stage1={"steps": 100},
+        stage2={"strength": 0.6, "steps": 30},
+    ),
+    "sdxl": ModelSet(
+        "sdxl",
+        "openai/clip-vit-large-patch14",
+        (("nvidia/segformer-b5-finetuned-ade-640-640", 1.0),),
+        "stabilityai/stable-diffusion-xl-base-1.0",
+        1024,
+        stage1_size=512,
+        description="CLIP ViT-L/14, SegFormer-B5 (ADE20K), SDXL base img2img at 1024 (stage 1 at 512)",
+    ),
+}
+
+
+def parse_segmenter_arg(text: str) -> tuple[str, float]:
+    """``ID[:WEIGHT]`` → (id, weight); the weight defaults to 1 and must be a finite number >= 0."""
+    ref, sep, weight = text.rpartition(":")
+    if sep and ref:
+        try:
+            value = float(weight)
+        except ValueError:
+            return text, 1.0
+        if not math.isfinite(value) or value < 0:
+            raise ConfigError(f"segmenter weight must be a finite number >= 0 in '{text}'")
+        return ref, value
+    return text, 1.0
+
+
+_SET_KEYS = {
+    "name", "clip", "segmenters", "refiner", "resolution", "stage1_size", "description", "evaluator", "stage1",
+    "stage2", "exemplar_prompt", "class_colours", "demo_layout",
+}  # fmt: skip
+
+
+def load_model_set(name_or_path: str) -> ModelSet:
+    """A built-in name or a model-set JSON file, checked key by key (one-line errors naming the key)."""
+    if name_or_path in BUILTIN:
+        return BUILTIN[name_or_path]
+    path = Path(name_or_path).expanduser()
+    if not path.exists():
+        raise ConfigError(f"unknown model set '{name_or_path}'; use one of {', '.join(BUILTIN)} or a JSON file")
+    where = f"model set '{path}'"
+    try:
+        spec = json.loads(read_input_text(path, "model set"))
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{where} is not valid JSON (line {err.lineno}, column {err.colno}: {err.msg})") from None
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{where} must hold a JSON object with clip, segmenters and refiner")
+    unknown = sorted(set(spec) - _SET_KEYS)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key '{unknown[0]}'; allowed: {', '.join(sorted(_SET_KEYS))}")
+    for key in ("clip", "segmenters"):
+        if key not in spec:
+            raise ConfigError(f'{where} lacks "{key}"; it needs "clip", "segmenters" and "refiner" (or null)')
+    base = path.parent
+
+    def text(key: str, optional: bool = True) -> str | None:
+        value = spec.get(key)
+        if value is None and optional:
+            return None
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(f'{where}: "{key}" must be a non-empty string, got {value!r}'[:200])
+        return value
+
+    def resolve(ref: str | None) -> str | None:
+        return str((base / ref).resolve()) if ref and ref.startswith(".") else ref
+
+    if not isinstance(spec["segmenters"], list) or not spec["segmenters"]:
+        raise ConfigError(f'{where}: "segmenters" must be a non-empty list of "ID[:WEIGHT]" or {{"id", "weight"}}')
+    segmenters = []
+    for entry in spec["segmenters"]:
+        if isinstance(entry, str):
+            segmenters.append(parse_segmenter_arg(entry))
+        elif isinstance(entry, dict) and isinstance(entry.get("id"), str):
+            weight = entry.get("weight", 1.0)
+            if type(weight) not in (int, float) or not math.isfinite(weight) or weight < 0:
+                raise ConfigError(f'{where}: the weight of segmenter "{entry["id"]}" must be a number >= 0')
+            segmenters.append((entry["id"], float(weight)))
+        else:
+            raise ConfigError(f'{where}: segmenter {entry!r} must be "ID[:WEIGHT]" or {{"id": ..., "weight": ...}}')
+    resolution, stage1_size = spec.get("resolution", 512), spec.get("stage1_size")
+    for key, value in (("resolution", resolution), ("stage1_size", stage1_size)):
+        if value is not None and (type(value) is not int or not 8 <= value <= MAX_SIDE):
+            raise ConfigError(f'{where}: "{key}" must be an integer in 8..{MAX_SIDE}, got {value!r}')
+    stages = {}
+    for key, cls in (("stage1", Stage1Settings), ("stage2", Stage2Settings)):
+        block = spec.get(key, {})
+        if not isinstance(block, dict):
+            raise ConfigError(f'{where}: "{key}" must be an object of {cls.__name__} fields')
+        known = {o.name: o for o in options_of(cls)}
+        for name, value in block.items():
+            if name not in known:
+                raise ConfigError(f'{where}: "{key}" has unknown field "{name}"; known: {", ".join(known)}')
+            check_value(known[name], value, f'{where}: "{key}".')
+        stages[key] = dict(block)
+    colours = spec.get("class_colours")
+    colours = resolve(colours) if isinstance(colours, str) else colours
+    exemplar = text("exemplar_prompt") or ModelSet.exemplar_prompt
+    if "{name}" not in exemplar:
+        raise ConfigError(f'{where}: "exemplar_prompt" must contain {{name}}, e.g. "a photo of a {{name}}"')
+    return ModelSet(
+        name=text("name") or path.stem,
+        clip=resolve(text("clip", optional=False)),
+        segmenters=tuple((resolve(ref), w) for ref, w in segmenters),
+        refiner=resolve(text("refiner")),
+        resolution=resolution,
+        stage1_size=stage1_size,
+        description=text("description") or "",
+        evaluator=resolve(text("evaluator")),
+        stage1=stages["stage1"],
+        stage2=stages["stage2"],
+        exemplar_prompt=exemplar,
+        class_colours=tuple(read_class_colours(colours, f'{where}: "class_colours"').items()) if colours else (),
+        demo_layout=resolve(text("demo_layout")),
+    )

@@ -146,3 +146,31 @@ def test_sigkill_leaves_no_partial_output_and_a_rerun_completes_the_rest(tiny, t
     assert sorted(summary["done"]) == sorted({f"scene_s{s}" for s in range(6)} - set(finished))
     assert not [p for p in out.iterdir() if p.name.startswith(".tcig-")]  # the killed run's staging was cleared
     shutil.rmtree(out)
+
+
+def test_a_second_batch_into_a_live_folder_refuses_and_the_first_finishes(tiny, tmp_path, capsys):
+    """The failure this lock fixes: the second run used to delete the first's live staging folder."""
+    manifest = _manifest(tmp_path, [{"seed": s} for s in range(3)])
+    out = tmp_path / "out"
+    first = _cli(sys.executable, "-m", "tcig", *_args(tiny, manifest, out))
+    deadline = time.monotonic() + 120
+    while not (out / ".tcig.lock").exists() and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _batch(tiny, manifest, out) == 2
+    err = capsys.readouterr().err
+    assert "in use by another tcig run" in err and f"pid {first.pid}" in err
+    _, stderr = first.communicate(timeout=600)
+    assert first.returncode == 0, stderr
+    assert len(_summary(out)["done"]) == 3 and not list(out.glob(".tcig-*"))
+
+
+def test_wait_queues_behind_the_run_in_progress(tiny, tmp_path):
+    manifest = _manifest(tmp_path, [{"seed": 0}])
+    out = tmp_path / "out"
+    first = _cli(sys.executable, "-m", "tcig", *_args(tiny, manifest, out))
+    deadline = time.monotonic() + 120
+    while not (out / ".tcig.lock").exists() and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _batch(tiny, manifest, out, "--wait") == 0  # waits, then finds the item finished
+    assert first.wait(timeout=600) == 0
+    assert _summary(out)["skipped"] == ["scene_s0"]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
 from tcig.cli.main import main
 from tcig.evaluation.cases import Case, coco_protocol, load_cases
@@ -222,3 +223,85 @@ def test_segmenter_features_are_unit_norm_pooled_backbone_states(tiny):
     for name in ("segformer", "mask2former"):
         features = SegmenterFeatures(load_segmenter(str(tiny[name]))).encode_image(torch.rand(3, 3, 64, 64))
         assert features.shape[0] == 3 and torch.allclose(features.norm(dim=-1), torch.ones(3))
+
+
+# --- results that cannot mix, and fair sampling ---------------------------------------------------------------------
+
+
+def test_model_identity_is_the_weights_not_the_folder(tiny, tmp_path):
+    from tcig.evaluation.runner import fingerprint
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny["segformer"], copy)
+    assert fingerprint(str(copy)) == fingerprint(str(tiny["segformer"]))
+    weights = next(copy.rglob("*.safetensors"))
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1  # the same size, other weights (a retrained model)
+    weights.write_bytes(bytes(data))
+    assert fingerprint(str(copy)) != fingerprint(str(tiny["segformer"]))
+    assert fingerprint("some-org/not-cached-here") == "id:some-org/not-cached-here"
+
+
+def test_plan_records_the_models_and_refuses_other_ones(eval_models, tiny, case_folder, tmp_path, capsys):
+    out = tmp_path / "report"
+    assert _eval(eval_models, case_folder, out, "--methods", "diffusion") == 0
+    plan = json.loads((out / "plan.json").read_text())
+    assert plan["models"]["evaluator"].startswith("weights:") and plan["models"]["guides"]["1seg"][0]
+    retrained = tmp_path / "evaluator"
+    shutil.copytree(tiny["mask2former"], retrained)
+    weights = next(retrained.rglob("*.safetensors"))
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1
+    weights.write_bytes(bytes(data))
+    capsys.readouterr()
+    assert _eval(eval_models, case_folder, out, "--methods", "diffusion", "--evaluator", str(retrained)) == 2
+    assert "made with other models" in capsys.readouterr().err
+
+
+def test_an_open_vocabulary_evaluator_is_refused(eval_models, tiny, case_folder, tmp_path, capsys):
+    assert _eval(eval_models, case_folder, tmp_path / "r", "--evaluator", str(tiny["clipseg"])) == 2
+    assert "open-vocabulary" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_the_examples_folder_is_a_case_source():
+    cases = load_cases(f"folder:{Path(__file__).parents[1] / 'examples'}")
+    names = {case.name for case in cases}
+    assert {"beach", "street", "coco_000000335529", "masks_lake", "scene_beach"} <= names
+
+
+def test_two_cases_with_one_name_are_refused(tmp_path):
+    from tcig.errors import ConfigError
+
+    (tmp_path / "a.json").write_text(json.dumps(SPECS["bay.json"]))
+    Image.new("RGB", (8, 8), (0, 0, 255)).save(tmp_path / "a.png")
+    (tmp_path / "a.legend.json").write_text(json.dumps({"legend": {"#0000ff": "sea"}, "prompt": "sea"}))
+    with pytest.raises(ConfigError, match="two cases are named 'a'"):
+        load_cases(f"folder:{tmp_path}")
+
+
+def test_the_sampling_loop_follows_the_scheduler_interface():
+    from diffusers import DDIMScheduler, EulerDiscreteScheduler, HeunDiscreteScheduler
+
+    from tcig.errors import ConfigError
+    from tcig.models.denoising import Denoiser, check_scheduler, denoise
+
+    check_scheduler(DDIMScheduler())
+    with pytest.raises(ConfigError, match="order 2"):
+        check_scheduler(HeunDiscreteScheduler())
+    with pytest.raises(ConfigError, match="not a variance-preserving"):
+        check_scheduler(EulerDiscreteScheduler())
+
+    class Counting(DDIMScheduler):
+        scaled = 0
+
+        def scale_model_input(self, sample, timestep=None):
+            type(self).scaled += 1
+            return sample
+
+    scheduler = Counting()
+    unet = torch.nn.Conv2d(3, 3, 1)
+    den = Denoiser(unet, scheduler, None)
+    timesteps = den.timesteps(10, 0.5)
+    denoise(den, torch.zeros(1, 3, 8, 8), timesteps, lambda x, t: torch.zeros_like(x), progress=False)
+    assert Counting.scaled == len(timesteps) == 5

@@ -75,8 +75,11 @@ class TCIGPipeline:
     ) -> TCIGPipeline:
         """Load every component of a named model set (or a JSON model-set file), on the CPU in float32.
 
-        ``class_names`` (a layout's) are matched to the segmenters' labels before the other models load, so an
-        unknown class fails in seconds.
+        Args:
+            model_set: a built-in name (``scenes``, ``sd15`` ...), a model-set JSON file, or a :class:`ModelSet`.
+            allow_pickle: allow ``.bin``/``.pt``/``.ckpt`` weights (unpickling runs code).
+            class_names: a layout's classes, matched to the segmenters' labels before the other models load, so an
+                unknown class fails in seconds.
         """
         ms = load_model_set(model_set) if isinstance(model_set, str) else model_set
         segmenters = [(load_segmenter(ref, allow_pickle=allow_pickle), w) for ref, w in ms.segmenters]
@@ -151,9 +154,9 @@ class TCIGPipeline:
     def check_memory(self, num_images: int, size: tuple[int, int], stage1_size: tuple[int, int], stage1) -> None:
         """Refuse, before any work, a call whose working memory clearly exceeds what the device has free.
 
-        The estimate is a floor: about 4 KiB per output pixel and per stage-1 pixel and view of every image (the
-        bundled 64-px models measured 11-28 KiB per output pixel on a CPU; real-size networks need more), so what
-        it refuses cannot fit; what it lets through may still run out, with the usual one-line error."""
+        The estimate is a floor, :data:`~tcig.models.devices.BYTES_PER_PIXEL` per output pixel and per stage-1
+        pixel and view (CLIP crops, segmenter views) of every image, under what was measured, so what it refuses
+        cannot fit; what it lets through may still run out, with the usual one-line error."""
         available = free_memory(self.device)
         if available is None:
             return
@@ -208,11 +211,27 @@ class TCIGPipeline:
     ) -> TCIGOutput:
         """Generate ``num_images`` images for ``prompt`` following ``layout``.
 
-        ``stage1``/``stage2`` default to the model set's tuned settings; ``refine=False`` stops after stage 1
-        (the default refines whenever the pipeline has a refiner).
+        1. check the inputs (values, sizes, and a floor of the memory they need); 2. size the layout; 3. resolve
+        class names per segmenter; 4. optimize (stage 1); 5. upsample and refine (stage 2).
 
-        1. check the inputs; 2. size the layout; 3. resolve class names per segmenter; 4. optimize (stage 1);
-        5. upsample and refine (stage 2).
+        Args:
+            prompt: the text prompt.
+            layout: the semantic layout (see :mod:`tcig.layout.readers` to read one from a file).
+            height, width: output size (default: the layout's aspect ratio with the long side at the model set's
+                resolution), rounded to multiples of 8.
+            fit: ``stretch``, ``crop`` or ``pad`` when the output's aspect ratio differs from the layout's.
+            stage1_size: long side of the stage-1 image (default: the model set's, at most the output's).
+            parameterization: ``pixel`` (a pyramid) or ``latent`` (the refiner's VAE latents).
+            stage1, stage2: settings (default: the model set's tuned ones; see :mod:`tcig.settings`).
+            refine: False stops after stage 1 (default: refine whenever the pipeline has a refiner).
+            num_images: images optimized as one batch (1..64).
+            generator: the only source of randomness.
+            callback: called with a dict after every stage-1 step (losses, images).
+            progress: show progress bars.
+
+        Returns:
+            :class:`TCIGOutput` with the images, the stage-1 images, the sized layout, the loss history, timings
+            and every setting that ran.
         """
         defaults = self.model_set
         stage1 = stage1 or (defaults.stage1_settings() if defaults else Stage1Settings())

@@ -21,15 +21,14 @@ from tcig.models.preprocess import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_
 from tcig.models.refiners import DiffusersImg2ImgRefiner
 from tcig.models.segmenters import UNIVERSAL_TYPES, MaskClassificationSegmenter, Segmenter, SemanticSegmenter
 
-BUILTIN_CONFIGS = (
-    "sd15",
-    "sdxl",
-    "clip-vit-b32",
-    "clip-vit-l14",
-    "segformer-b0",
-    "segformer-b5",
-    "mask2former-swin-t",
+BUILTIN_CONFIGS = tuple(
+    sorted(
+        f.name[: -len(".json")]
+        for f in (resources.files("tcig.bench") / "configs").iterdir()
+        if f.name.endswith(".json")
+    )
 )
+"""The architecture configs shipped in ``tcig/bench/configs`` (one JSON file each), by name."""
 
 
 def read_config(name_or_path: str) -> dict:

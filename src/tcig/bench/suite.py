@@ -167,62 +167,98 @@ def main_table(rig: Rig, spec: RunSpec, repeats: int, warmup: int, device: torch
     return rows
 
 
-LEVERS = (
-    "resolution",
-    "early-stop",
-    "stage2-steps",
-    "batch",
-    "sync",
-    "channels-last",
-    "sdpa",
-    "autocast",
-    "compile",
-    "crops",
-)
+LeverBuilder = Callable[[Rig, RunSpec, torch.device, "str | None"], "tuple[str, RunSpec, RunSpec] | None"]
+_LEVERS: dict[str, LeverBuilder] = {}
+CROPS_LEVER = "crops"
+"""The one lever that is timed on its own (CLIP's crops batched against one by one), not as a whole run."""
+
+
+def lever(key: str) -> Callable[[LeverBuilder], LeverBuilder]:
+    """Register a speed lever: ``build(rig, spec, device, compile_mode)`` returns ``(what, off, on)`` (the defaults
+    with the lever switched off and on) or None where the lever does not apply."""
+
+    def register(build: LeverBuilder) -> LeverBuilder:
+        _LEVERS[key] = build
+        return build
+
+    return register
+
+
+@lever("resolution")
+def _resolution(rig, spec, device, compile_mode):
+    reduced = spec.stage1_size if spec.stage1_size and spec.stage1_size < rig.size else rig.size // 2
+    return (
+        f"stage 1 at {reduced} px instead of {rig.size}",
+        replace(spec, stage1_size=rig.size),
+        replace(spec, stage1_size=reduced),
+    )
+
+
+@lever("early-stop")
+def _early_stop(rig, spec, device, compile_mode):
+    patience = spec.stage1.patience or 10
+    off, on = replace(spec.stage1, patience=0), replace(spec.stage1, patience=patience)
+    return f"early stopping of stage 1 (patience {patience})", replace(spec, stage1=off), replace(spec, stage1=on)
+
+
+@lever("stage2-steps")
+def _stage2_steps(rig, spec, device, compile_mode):
+    more = max(50, spec.stage2.steps + 20)
+    return (
+        f"fewer stage-2 steps ({more} -> {spec.stage2.steps})",
+        replace(spec, stage2=replace(spec.stage2, steps=more)),
+        spec,
+    )
+
+
+@lever("batch")
+def _batch(rig, spec, device, compile_mode):
+    return "4 images per call (per image)", replace(spec, batch=1, calls=4), replace(spec, batch=4, calls=1)
+
+
+@lever("sync")
+def _sync(rig, spec, device, compile_mode):
+    return "losses read back every 10 steps", replace(spec, sync_every_step=True), spec
+
+
+@lever("channels-last")
+def _channels_last(rig, spec, device, compile_mode):
+    return "channels-last memory format", replace(spec, channels_last=False), replace(spec, channels_last=True)
+
+
+@lever("sdpa")
+def _sdpa(rig, spec, device, compile_mode):
+    return "fused attention (SDPA)", replace(spec, attention="eager"), replace(spec, attention="sdpa")
+
+
+@lever("autocast")
+def _autocast(rig, spec, device, compile_mode):
+    if device.type != "cuda":
+        return None
+    return "bf16 autocast in stage 1", replace(spec, autocast=False), replace(spec, autocast=True)
+
+
+@lever("compile")
+def _compile(rig, spec, device, compile_mode):
+    if not compile_mode:
+        return None
+    return (
+        f"torch.compile ({compile_mode}) of the stage-1 loss",
+        replace(spec, compile=False),
+        replace(spec, compile=compile_mode),
+    )
+
+
+LEVERS: tuple[str, ...] = (*_LEVERS, CROPS_LEVER)
 """Keys of the speed levers, for ``--levers``."""
 
 
 def levers(
     rig: Rig, spec: RunSpec, device: torch.device, compile_mode: str | None
 ) -> dict[str, tuple[str, RunSpec, RunSpec]]:
-    """key -> (lever, off, on): each lever switched off and on from the defaults, the rest unchanged."""
-    reduced = spec.stage1_size if spec.stage1_size and spec.stage1_size < rig.size else rig.size // 2
-    patience = spec.stage1.patience or 10
-    more_steps = max(50, spec.stage2.steps + 20)
-    found = {
-        "resolution": (
-            f"stage 1 at {reduced} px instead of {rig.size}",
-            replace(spec, stage1_size=rig.size),
-            replace(spec, stage1_size=reduced),
-        ),
-        "early-stop": (
-            f"early stopping of stage 1 (patience {patience})",
-            replace(spec, stage1=replace(spec.stage1, patience=0)),
-            replace(spec, stage1=replace(spec.stage1, patience=patience)),
-        ),
-        "stage2-steps": (
-            f"fewer stage-2 steps ({more_steps} -> {spec.stage2.steps})",
-            replace(spec, stage2=replace(spec.stage2, steps=more_steps)),
-            spec,
-        ),
-        "batch": ("4 images per call (per image)", replace(spec, batch=1, calls=4), replace(spec, batch=4, calls=1)),
-        "sync": ("losses read back every 10 steps", replace(spec, sync_every_step=True), spec),
-        "channels-last": (
-            "channels-last memory format",
-            replace(spec, channels_last=False),
-            replace(spec, channels_last=True),
-        ),
-        "sdpa": ("fused attention (SDPA)", replace(spec, attention="eager"), replace(spec, attention="sdpa")),
-    }
-    if device.type == "cuda":
-        found["autocast"] = ("bf16 autocast in stage 1", replace(spec, autocast=False), replace(spec, autocast=True))
-    if compile_mode:
-        found["compile"] = (
-            f"torch.compile ({compile_mode}) of the stage-1 loss",
-            replace(spec, compile=False),
-            replace(spec, compile=compile_mode),
-        )
-    return found
+    """key -> (lever, off, on): each registered lever that applies here, switched off and on from the defaults."""
+    found = {key: build(rig, spec, device, compile_mode) for key, build in _LEVERS.items()}
+    return {key: value for key, value in found.items() if value is not None}
 
 
 def lever_table(
@@ -253,7 +289,7 @@ def lever_table(
             }
         )
         logger.info("%s: %s -> %s s/image", name, before["seconds_per_image"], after["seconds_per_image"])
-    if not only or "crops" in only:
+    if not only or CROPS_LEVER in only:
         rows.append(crop_batching_row(rig, spec, device, repeats))
     return rows
 
@@ -280,7 +316,7 @@ def crop_batching_row(rig: Rig, spec: RunSpec, device: torch.device, repeats: in
     after, _ = timed(lambda: [batched() for _ in range(steps)], device, repeats, 1)
     return {
         "lever": f"{n} CLIP crops in one forward (CLIP forward+backward per stage-1 step)",
-        "key": "crops",
+        "key": CROPS_LEVER,
         "before_s_per_image": before.seconds / steps,
         "after_s_per_image": after.seconds / steps,
         "speedup": before.seconds / after.seconds,

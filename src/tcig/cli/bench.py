@@ -17,6 +17,7 @@ from tcig.cli.common import Command, HelpContext, int_list, word_list
 from tcig.errors import ConfigError
 from tcig.io.files import write_atomically
 from tcig.models.devices import resolve_device, resolve_dtype
+from tcig.models.model_sets import BUILTIN
 from tcig.settings import MAX_SIDE
 
 logger = logging.getLogger("tcig")
@@ -153,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
             device,
             dtype,
             args.size,
-            args.defaults_from or (args.arch if args.arch in ("sd15", "sdxl") else "sd15"),
+            args.defaults_from or (args.arch if args.arch in BUILTIN else "sd15"),
             args.reference_steps,
             args.img2img_strength,
         )

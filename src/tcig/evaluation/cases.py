@@ -129,10 +129,16 @@ def _read_prompts(path: Path) -> dict[str, str]:
 
 
 def _is_sidecar(path: Path, pngs: set[str]) -> bool:
-    """A legend, the prompts file, or the JSON sidecar of a PNG of the same stem."""
+    """A legend, the prompts file, or the JSON sidecar of a PNG of the same stem (a JSON spec, with "regions", is a
+    layout even then)."""
     if path.name.endswith(".legend.json") or path.name == "prompts.json":
         return True
-    return path.suffix.lower() == ".json" and path.stem in pngs
+    if path.suffix.lower() != ".json" or path.stem not in pngs:
+        return False
+    try:
+        return "regions" not in json.loads(read_input_text(path, "layout JSON"))
+    except (ValueError, ConfigError):
+        return False  # read as a layout, which reports what is wrong with it
 
 
 def real_cases(root: Path) -> list[Case]:

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -25,8 +26,6 @@ from tcig.models.denoising import denoise, guided_noise, region_weights, regiona
 from tcig.pipeline import TCIGPipeline
 from tcig.settings import Stage1Settings, Stage2Settings
 from tcig.stage1.optimize import seg_terms_loss
-
-METHODS = ("tcig", "stage1", "diffusion", "sdedit-layout", "regional", "guided")
 
 
 @dataclass
@@ -169,3 +168,26 @@ def resize_images(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     if images.shape[-2:] == size:
         return images
     return F.interpolate(images, size=size, mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A method that runs once per case: ``run(pipe, case, size, settings, num_images, seed)`` and what its result
+    row records of the settings (``recorded(settings)``)."""
+
+    run: Callable[..., Generated]
+    recorded: Callable[[MethodSettings], dict]
+
+
+BASELINES: dict[str, Baseline] = {
+    "diffusion": Baseline(
+        lambda pipe, case, size, s, n, seed: run_diffusion(pipe, case, size, s.stage2, n, seed), lambda s: {}
+    ),
+    "sdedit-layout": Baseline(run_sdedit_layout, lambda s: {"strength": s.sdedit_strength}),
+    "regional": Baseline(run_regional, lambda s: {"bootstrap": s.regional_bootstrap}),
+    "guided": Baseline(run_guided, lambda s: {"guidance_weight": s.guidance_weight, "seg_loss": s.stage1.seg_loss}),
+}
+"""The baselines by name; every one also records the shared stage-2 settings."""
+
+METHODS: tuple[str, ...] = ("tcig", "stage1", *BASELINES)
+"""Every method ``tcig eval`` runs: TCIG, its stage 1 alone, and the baselines."""

@@ -33,15 +33,12 @@ from tqdm.auto import tqdm
 from tcig.errors import ConfigError
 from tcig.evaluation.cases import Case
 from tcig.evaluation.methods import (
+    BASELINES,
     METHODS,
     Generated,
     MethodSettings,
     resize_images,
-    run_diffusion,
-    run_guided,
     run_refine,
-    run_regional,
-    run_sdedit_layout,
     run_stage1,
 )
 from tcig.evaluation.metrics import layout_scores
@@ -367,20 +364,10 @@ def _evaluate_case(pipe, case: Case, plan: EvalPlan, scorers: Scorers, writer: R
                 refined = run_refine(guide_pipe, case, s1, stage2, stage1, seed)
                 record("tcig", variant, refined, {**s1_settings, "stage2": vars(stage2)})
 
-    others = {
-        "diffusion": lambda: run_diffusion(pipe, case, size, settings.stage2, n, seed),
-        "sdedit-layout": lambda: run_sdedit_layout(pipe, case, size, settings, n, seed),
-        "regional": lambda: run_regional(pipe, case, size, settings, n, seed),
-        "guided": lambda: run_guided(pipe, case, size, settings, n, seed),
-    }
-    extra = {
-        "sdedit-layout": {"strength": settings.sdedit_strength},
-        "regional": {"bootstrap": settings.regional_bootstrap},
-        "guided": {"guidance_weight": settings.guidance_weight, "seg_loss": settings.stage1.seg_loss},
-    }
-    for method, run in others.items():
+    for method, baseline in BASELINES.items():
         if method in plan.methods and (case.name, method, "") not in done:
-            record(method, "", run(), {"stage2": vars(settings.stage2), **extra.get(method, {})})
+            result = baseline.run(pipe, case, size, settings, n, seed)
+            record(method, "", result, {"stage2": vars(settings.stage2), **baseline.recorded(settings)})
     return rows
 
 

@@ -64,8 +64,10 @@ def autocast_dtype(device: torch.device) -> torch.dtype | None:
     return None
 
 
-BYTES_PER_PIXEL = 4096
-"""Floor of the working memory per pixel of an image, for :meth:`tcig.pipeline.TCIGPipeline.check_memory`."""
+BYTES_PER_PIXEL = 256
+"""Floor of the working memory per pixel and view of an image, for :meth:`tcig.pipeline.TCIGPipeline.check_memory`:
+below what was measured, about 590 B for SD1.5 on an H200 (+0.5 GiB per image at 512 px, stage 1 at 256 with 8
+crops, docs/performance.md) and 1.1 KiB for the bundled 64-px models on a CPU (float32)."""
 
 
 def free_memory(device: torch.device) -> int | None:

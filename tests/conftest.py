@@ -1,3 +1,4 @@
+import json
 import os
 import sys
 from pathlib import Path
@@ -14,3 +15,13 @@ def tiny(tmp_path_factory):
     from tiny_models import build_all
 
     return build_all(tmp_path_factory.mktemp("tiny_models"))
+
+
+@pytest.fixture
+def spec(tmp_path):
+    """The boat layout (``tiny_models.BOAT_SPEC``) as a JSON spec file."""
+    from tiny_models import BOAT_SPEC
+
+    path = tmp_path / "scene.json"
+    path.write_text(json.dumps(BOAT_SPEC))
+    return path

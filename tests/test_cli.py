@@ -16,13 +16,6 @@ SPEC = BOAT_SPEC
 FAST = ["--steps", "3", "--num-crops", "2", "--stage2-steps", "4", "--no-progress"]
 
 
-@pytest.fixture
-def spec(tmp_path):
-    path = tmp_path / "scene.json"
-    path.write_text(json.dumps(SPEC))
-    return path
-
-
 def _run(tiny, out, *args):
     return main(["generate", "--models", str(tiny["model_set"]), "--out", str(out), *FAST, *map(str, args)])
 

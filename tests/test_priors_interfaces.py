@@ -3,7 +3,6 @@
 import json
 
 import pytest
-from tiny_models import BOAT_SPEC
 
 from tcig.cli.main import main
 from tcig.errors import ConfigError
@@ -12,13 +11,6 @@ from tcig.evaluation.runner import read_results, split_overrides
 PRIORS = ["--init", "colours", "--seg-views", "2", "--seg-shift", "0.1", "--seg-scale", "0.1", "--seg-blur", "1",
           "--tv-weight", "0.2", "--seg-guidance", "5", "--cycles", "1", "--cycle-steps", "2",
           "--cycle-strength", "0.5"]  # fmt: skip
-
-
-@pytest.fixture
-def spec(tmp_path):
-    path = tmp_path / "scene.json"
-    path.write_text(json.dumps(BOAT_SPEC))
-    return path
 
 
 def test_generate_takes_every_prior_and_records_it(tiny, spec, tmp_path):

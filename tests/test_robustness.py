@@ -22,13 +22,6 @@ from tcig.settings import MAX_SEED, OPTIONS, Stage1Settings, check_seed, split_s
 FAST = ["--steps", "2", "--num-crops", "2", "--stage2-steps", "4", "--no-progress"]
 
 
-@pytest.fixture
-def spec(tmp_path):
-    path = tmp_path / "scene.json"
-    path.write_text(json.dumps(BOAT_SPEC))
-    return path
-
-
 def _generate(tiny, out, *args):
     return main(["generate", "--models", str(tiny["model_set"]), "--out", str(out), *FAST, *map(str, args)])
 

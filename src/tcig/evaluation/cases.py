@@ -26,7 +26,7 @@ import torch
 from PIL import Image
 
 from tcig.errors import ConfigError, TCIGError
-from tcig.io.files import read_input_text
+from tcig.io.files import read_input_text, read_json_object
 from tcig.io.names import check_name
 from tcig.layout import IGNORE, Layout
 from tcig.layout.readers import read_layout
@@ -119,11 +119,8 @@ def folder_cases(folder: Path) -> list[Case]:
 
 
 def _read_prompts(path: Path) -> dict[str, str]:
-    try:
-        data = json.loads(read_input_text(path, "prompts file"))
-    except json.JSONDecodeError as err:
-        raise ConfigError(f"'{path}' is not valid JSON (line {err.lineno}: {err.msg})") from None
-    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+    data = read_json_object(path, "prompts file")
+    if not all(isinstance(v, str) for v in data.values()):
         raise ConfigError(f'\'{path}\' must map layout file names to prompts, e.g. {{"beach.json": "a beach"}}')
     return data
 
@@ -136,8 +133,8 @@ def _is_sidecar(path: Path, pngs: set[str]) -> bool:
     if path.suffix.lower() != ".json" or path.stem not in pngs:
         return False
     try:
-        return "regions" not in json.loads(read_input_text(path, "layout JSON"))
-    except (ValueError, ConfigError):
+        return "regions" not in read_json_object(path, "layout JSON")
+    except ConfigError:
         return False  # read as a layout, which reports what is wrong with it
 
 
@@ -147,7 +144,15 @@ def real_cases(root: Path) -> list[Case]:
     if not manifest.is_file():
         raise ConfigError(f"'{root}' has no manifest.json; point real: at a folder laid out like shared/data/real")
     cases = []
-    for entry in json.loads(manifest.read_text()):
+    try:
+        entries = json.loads(read_input_text(manifest, "real-cases manifest"))
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"'{manifest}' is not valid JSON (line {err.lineno}: {err.msg})") from None
+    if not isinstance(entries, list) or not all(
+        isinstance(e, dict) and "dataset" in e and "label_map" in e for e in entries
+    ):
+        raise ConfigError(f'\'{manifest}\' must list objects with at least "dataset" and "label_map"')
+    for entry in entries:
         coco = entry["dataset"].startswith("coco")
         if not entry.get("photo") or (coco and not entry.get("captions")):
             continue

@@ -16,7 +16,7 @@ import stat
 from collections.abc import Callable
 from pathlib import Path
 
-from tcig.errors import ConfigError
+from tcig.errors import ConfigError, TCIGError
 
 logger = logging.getLogger(__name__)
 
@@ -24,39 +24,55 @@ MAX_JSON_BYTES = 16 * 1024 * 1024
 """Largest JSON input (manifest, model set, layout spec, legend, resumable logs) tcig reads."""
 
 
-def check_regular_file(path: Path, what: str, limit: int | None = MAX_JSON_BYTES) -> None:
-    """Raise ``ConfigError`` unless ``path`` is an existing regular file of at most ``limit`` bytes."""
+def check_regular_file(
+    path: Path, what: str, limit: int | None = MAX_JSON_BYTES, error: type[TCIGError] = ConfigError
+) -> None:
+    """Raise ``error`` unless ``path`` is an existing regular file of at most ``limit`` bytes."""
     try:
         info = os.stat(path)
     except FileNotFoundError:
-        raise ConfigError(f"{what} '{path}' does not exist") from None
+        raise error(f"{what} '{path}' does not exist") from None
     except OSError as err:
-        raise ConfigError(f"cannot read {what} '{path}': {err.strerror}") from None
+        raise error(f"cannot read {what} '{path}': {err.strerror}") from None
     if stat.S_ISDIR(info.st_mode):
-        raise ConfigError(f"{what} '{path}' is a folder; give a file")
+        raise error(f"{what} '{path}' is a folder; give a file")
     if not stat.S_ISREG(info.st_mode):
-        raise ConfigError(f"{what} '{path}' is not a regular file (a pipe or device); save it to a file first")
+        raise error(f"{what} '{path}' is not a regular file (a pipe or device); save it to a file first")
     if limit is not None and info.st_size > limit:
-        raise ConfigError(
-            f"{what} '{path}' is {info.st_size:,} bytes, over the {limit:,}-byte limit; split or shrink it"
-        )
+        raise error(f"{what} '{path}' is {info.st_size:,} bytes, over the {limit:,}-byte limit; split or shrink it")
 
 
-def read_input_text(path: str | Path, what: str, limit: int = MAX_JSON_BYTES) -> str:
-    """The UTF-8 text of a user's input file, refused in one line if it is no regular file, too large or not text."""
+def read_input_text(
+    path: str | Path, what: str, limit: int = MAX_JSON_BYTES, error: type[TCIGError] = ConfigError
+) -> str:
+    """The UTF-8 text of a user's input file, refused in one line (``error``) if it is no regular file, too large
+    or not text."""
     path = Path(path).expanduser()
-    check_regular_file(path, what, limit)
+    check_regular_file(path, what, limit, error)
     try:
         with open(path, "rb") as f:
             data = f.read(limit + 1)
     except OSError as err:
-        raise ConfigError(f"cannot read {what} '{path}': {err.strerror}") from None
+        raise error(f"cannot read {what} '{path}': {err.strerror}") from None
     if len(data) > limit:  # grew while we looked, or a /proc-like file that reports no size
-        raise ConfigError(f"{what} '{path}' is over the {limit:,}-byte limit; split or shrink it")
+        raise error(f"{what} '{path}' is over the {limit:,}-byte limit; split or shrink it")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as err:
-        raise ConfigError(f"{what} '{path}' is not UTF-8 text (byte {err.start}); save it as UTF-8") from None
+        raise error(f"{what} '{path}' is not UTF-8 text (byte {err.start}); save it as UTF-8") from None
+
+
+def read_json_object(path: str | Path, what: str, error: type[TCIGError] = ConfigError) -> dict:
+    """A user's JSON file that must hold one object: bounded, UTF-8, every mistake one line naming the file."""
+    try:
+        data = json.loads(read_input_text(path, what, error=error))
+    except json.JSONDecodeError as err:
+        raise error(
+            f"{what} '{path}' is not valid JSON (line {err.lineno}, column {err.colno}: {err.msg}); fix it"
+        ) from None
+    if not isinstance(data, dict):
+        raise error(f"{what} '{path}' must hold a JSON object {{...}}, not a {type(data).__name__}")
+    return data
 
 
 def write_atomically(path: Path, write: Callable[[Path], object]) -> None:

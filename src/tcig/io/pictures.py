@@ -31,15 +31,19 @@ def palette(n: int) -> np.ndarray:
 
 def layout_colours(classes: Sequence[str], chosen: Mapping[str, Sequence[int]] | None = None) -> np.ndarray:
     """``uint8 [K, 3]`` colours for pictures of a layout: a class's colour in ``chosen`` (a model set's natural
-    colours), else its standard dataset colour (ADE20K's, then COCO-Stuff's), else one of :func:`palette`; a colour
-    already taken by an earlier class is replaced by a palette colour, so that every class stays distinguishable."""
+    colours; names matched as the guides match them, "sky-other" ~ "sky"), else its standard dataset colour
+    (ADE20K's, then COCO-Stuff's), else one of :func:`palette`; a colour already taken by an earlier class is
+    replaced by a palette colour, so that every class stays distinguishable."""
     from tcig.layout.palettes import class_colour
+    from tcig.layout.vocabularies import match_labels
 
+    names = list(chosen or {})
+    matched = match_labels(list(classes), names) if names else [None] * len(classes)
     spare = iter(palette(2 * len(classes) + 16))
     taken: set[tuple[int, int, int]] = {DONT_CARE_COLOUR}
     out = []
-    for name in classes:
-        colour = tuple(chosen[name]) if chosen and name in chosen else class_colour(name)
+    for name, found in zip(classes, matched, strict=True):
+        colour = tuple(chosen[names[found]]) if found is not None else class_colour(name)
         while colour is None or tuple(colour) in taken:
             colour = tuple(int(c) for c in next(spare))
         taken.add(tuple(colour))

@@ -35,7 +35,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from tcig.errors import ConfigError, LayoutError
-from tcig.io.files import check_regular_file, read_input_text
+from tcig.io.files import check_regular_file, read_json_object
 from tcig.layout import IGNORE, Layout
 from tcig.layout.common import COMMENT_KEY, check_keys, check_prompt, finish_layout, string_map
 from tcig.layout.palettes import DEFAULT_TOLERANCE, Palette, colour_code, load_palette, snap_colours
@@ -80,7 +80,7 @@ def read_layout(
         if palette is not None or legend is not None:
             raise ConfigError(f"'{path}' is a folder of masks; a legend or palette is for a colour PNG")
         return _read_mask_folder(path, max_pixels)
-    check_regular_file(path, "layout", limit=None)
+    check_regular_file(path, "layout", limit=None, error=LayoutError)
     if path.suffix.lower() == ".json":
         data = _read_json(path)
         if "regions" not in data:
@@ -150,13 +150,7 @@ def _wxh(shape: tuple[int, ...]) -> str:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(read_input_text(path, "layout JSON"))
-    except json.JSONDecodeError as e:
-        raise LayoutError(f"'{path}' is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}); fix it") from None
-    if not isinstance(data, dict):
-        raise LayoutError(f"'{path}' must hold a JSON object {{...}}, not a {type(data).__name__}")
-    return data
+    return read_json_object(path, "layout JSON", LayoutError)
 
 
 def _open_image(path: Path, max_pixels: int) -> Image.Image:

@@ -11,14 +11,13 @@ uses) is declared here, never inferred from its name.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from tcig.errors import ConfigError
-from tcig.io.files import read_input_text
+from tcig.io.files import read_json_object
 from tcig.settings import MAX_SIDE, Stage1Settings, Stage2Settings, check_value, options_of
 
 
@@ -83,12 +82,7 @@ class ModelSet:
 
 def read_class_colours(source: str | Mapping, what: str) -> dict[str, tuple[int, int, int]]:
     """``{class: [r, g, b]}`` from a mapping or a JSON file, checked."""
-    data = source
-    if not isinstance(source, Mapping):
-        try:
-            data = json.loads(read_input_text(source, what))
-        except json.JSONDecodeError as err:
-            raise ConfigError(f"{what} '{source}' is not valid JSON (line {err.lineno}: {err.msg})") from None
+    data = source if isinstance(source, Mapping) else read_json_object(source, what)
     if not isinstance(data, Mapping):
         raise ConfigError(f"{what} must be a JSON object {{class: [r, g, b]}}")
     out = {}
@@ -214,12 +208,7 @@ def load_model_set(name_or_path: str) -> ModelSet:
     if not path.exists():
         raise ConfigError(f"unknown model set '{name_or_path}'; use one of {', '.join(BUILTIN)} or a JSON file")
     where = f"model set '{path}'"
-    try:
-        spec = json.loads(read_input_text(path, "model set"))
-    except json.JSONDecodeError as err:
-        raise ConfigError(f"{where} is not valid JSON (line {err.lineno}, column {err.colno}: {err.msg})") from None
-    if not isinstance(spec, dict):
-        raise ConfigError(f"{where} must hold a JSON object with clip, segmenters and refiner")
+    spec = read_json_object(path, "model set")
     unknown = sorted(set(spec) - _SET_KEYS)
     if unknown:
         raise ConfigError(f"{where}: unknown key '{unknown[0]}'; allowed: {', '.join(sorted(_SET_KEYS))}")

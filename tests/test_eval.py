@@ -305,3 +305,23 @@ def test_the_sampling_loop_follows_the_scheduler_interface():
     timesteps = den.timesteps(10, 0.5)
     denoise(den, torch.zeros(1, 3, 8, 8), timesteps, lambda x, t: torch.zeros_like(x), progress=False)
     assert Counting.scaled == len(timesteps) == 5
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--limit", "0"], "--limit"),
+        (["--sdedit-strength", "2"], "--sdedit-strength"),
+        (["--seed", "-3"], "--seed"),
+        (["--num-images", "1000"], "--num-images"),
+        (["--size", "5"], "--size"),
+        (["--settings", "stepz=3"], "unknown setting 'stepz'"),
+        (["--variant", "a:strength=7"], '"strength"'),
+    ],
+)
+def test_bad_eval_options_are_one_line_errors(eval_models, case_folder, tmp_path, capsys, args, needle):
+    out = tmp_path / "report"
+    assert _eval(eval_models, case_folder, out, *args) == 2
+    err = capsys.readouterr().err.strip()
+    assert needle in err and "\n" not in err and "Traceback" not in err
+    assert not out.exists()  # nothing was written, and the folder this run made is gone

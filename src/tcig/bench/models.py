@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from tcig.errors import ConfigError
+from tcig.io.files import read_json_object
 from tcig.layout.vocabularies import load_vocabulary
 from tcig.models.clip_scorer import CLIPScorer
 from tcig.models.preprocess import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, ImageNorm
@@ -32,23 +33,15 @@ BUILTIN_CONFIGS = tuple(
 
 
 def read_config(name_or_path: str) -> dict:
-    """A built-in config by name, or a JSON file."""
+    """A built-in config by name, or a JSON file (bounded, one-line errors)."""
     if name_or_path in BUILTIN_CONFIGS:
         text = (resources.files("tcig.bench") / "configs" / f"{name_or_path}.json").read_text(encoding="utf-8")
-    else:
-        path = Path(name_or_path)
-        if not path.is_file():
-            raise ConfigError(
-                f"unknown architecture '{name_or_path}': give a JSON config or one of {', '.join(BUILTIN_CONFIGS)}"
-            )
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as err:
-            raise ConfigError(f"cannot read the architecture config '{path}': {err}") from err
-    try:
-        return {"name": Path(name_or_path).stem, **json.loads(text)}
-    except json.JSONDecodeError as err:
-        raise ConfigError(f"the architecture config '{name_or_path}' is not valid JSON: {err}") from err
+        return {"name": name_or_path, **json.loads(text)}
+    if not Path(name_or_path).exists():
+        raise ConfigError(
+            f"unknown architecture '{name_or_path}': give a JSON config or one of {', '.join(BUILTIN_CONFIGS)}"
+        )
+    return {"name": Path(name_or_path).stem, **read_json_object(name_or_path, "architecture config")}
 
 
 def byte_tokenizer(max_length: int = 77):

@@ -164,6 +164,8 @@ def run(args: argparse.Namespace) -> int:
     cases = [case for spec in args.cases or ["scenes:100"] for case in load_cases(spec)]
     if args.coco_protocol:
         cases = coco_protocol(cases)
+    if args.limit is not None and args.limit < 1:
+        raise ConfigError(f"--limit must be at least 1, got {args.limit}")
     cases = cases[: args.limit] if args.limit else cases
     size = args.size or model_set.resolution
     given = split_settings(args.settings, "--settings ")

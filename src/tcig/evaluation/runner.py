@@ -91,6 +91,13 @@ class EvalPlan:
         check_seed(self.seed)
         if not all(type(s) is int and 8 <= s <= MAX_SIDE for s in self.size):
             raise ConfigError(f"--size must be an integer in 8..{MAX_SIDE}, got {self.size[0]}")
+        s = self.settings
+        if not 0 < s.sdedit_strength <= 1 or not 0 <= s.regional_bootstrap <= 1:
+            raise ConfigError("--sdedit-strength must be in (0, 1] and --regional-bootstrap in [0, 1]")
+        if not math.isfinite(s.guidance_weight) or s.guidance_weight < 0:
+            raise ConfigError(f"--guidance-weight must be a finite number >= 0, got {s.guidance_weight}")
+        s.stage1.check()
+        s.stage2.check()
         for strength in self.strengths:
             replace(self.settings.stage2, strength=strength).check()
         for name, overrides in self.variants.items():

@@ -361,3 +361,40 @@ def test_sizes_of_any_aspect_ratio_work_by_default(tiny, tmp_path):
     args = ["--layout", tmp_path / "coco.png", "--vocabulary", "coco-stuff", "--prompt", "sea", "--stage2", "none"]
     assert _generate(tiny, out, *args) == 0
     assert Image.open(out / "coco_s0.png").size == (64, 40)
+
+
+def test_a_manifest_saved_with_a_byte_order_mark_reads(tmp_path):
+    from tcig.batch import read_manifest
+
+    path = tmp_path / "runs.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps({"layout": "a.json", "seed": 4}).encode() + b"\n")
+    item = read_manifest(path)[0]
+    assert item.layout.name == "a.json" and item.seed == 4
+
+
+def test_a_negative_wait_is_refused(tiny, spec, tmp_path, capsys):
+    assert _generate(tiny, tmp_path / "out", "--layout", spec, "--wait", "-5") == 2
+    _one_line_error(capsys, "--wait takes a number of seconds >= 0")
+
+
+def test_a_legend_or_palette_for_a_json_spec_is_refused(spec, tmp_path):
+    from tcig.layout.readers import read_layout
+
+    (tmp_path / "legend.json").write_text(json.dumps({"legend": {"#000000": "sky"}}))
+    with pytest.raises(ConfigError, match="is a JSON spec; a legend, palette or vocabulary is for a PNG"):
+        read_layout(spec, legend=tmp_path / "legend.json")
+    with pytest.raises(ConfigError, match="is a JSON spec"):
+        read_layout(spec, palette="ade20k")
+
+
+def test_an_empty_name_is_refused(tiny, spec, tmp_path, capsys):
+    assert _generate(tiny, tmp_path / "out", "--layout", spec, "--name", "") == 2
+    _one_line_error(capsys, "--name", "is empty")
+
+
+def test_usage_errors_are_one_line_too(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["generate", "--layout", "x", "--out", "y", "--fit", "squash"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "invalid choice: 'squash'" in err and "tcig generate --help" in err

@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import json
 import logging
+import math
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -76,7 +77,7 @@ def add_output_arguments(group, help: str) -> None:
         "--wait",
         nargs="?",
         type=float,
-        const=-1.0,
+        const=math.inf,
         metavar="SECONDS",
         help="if another tcig run uses --out, wait for it (for ever, or at most SECONDS) instead of refusing",
     )
@@ -87,7 +88,9 @@ def wait_seconds(args: argparse.Namespace) -> float | None:
     value = getattr(args, "wait", None)
     if value is None:
         return 0.0
-    return None if value < 0 else value
+    if not value >= 0:
+        raise ConfigError(f"--wait takes a number of seconds >= 0 (or nothing: for ever), got {value}")
+    return None if math.isinf(value) else value
 
 
 @contextlib.contextmanager

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+from dataclasses import replace
 
 import torch
 
@@ -180,25 +181,27 @@ def run(args: argparse.Namespace) -> int:
     plan_methods = word_list(args.methods)
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, device)
+    plan = EvalPlan(
+        methods=plan_methods,
+        settings=settings,
+        size=(size, size),
+        guide_sets={},
+        strengths=args.strengths or [],
+        stage1_steps=args.stage1_steps or [],
+        seg_losses=args.seg_losses or [],
+        variants=_variants(args.variant or []),
+        num_images=args.num_images,
+        seed=args.seed,
+    )
+    plan.check()  # before any model loads
     with output_folder(args.out, wait=wait_seconds(args)) as out:
         pipe = TCIGPipeline.from_model_set(model_set, allow_pickle=args.allow_pickle)
         extra_segs = [(load_segmenter(ref, allow_pickle=args.allow_pickle), w) for ref, w in extras]
         guide_sets = {f"{len(pipe.segmenters)}seg": pipe.segmenters}
         if extra_segs:
             guide_sets[f"{len(pipe.segmenters) + len(extra_segs)}seg"] = pipe.segmenters + extra_segs
-        plan = EvalPlan(
-            methods=plan_methods,
-            settings=settings,
-            size=(size, size),
-            guide_sets=guide_sets,
-            strengths=args.strengths or [],
-            stage1_steps=args.stage1_steps or [],
-            seg_losses=args.seg_losses or [],
-            variants=_variants(args.variant or []),
-            num_images=args.num_images,
-            seed=args.seed,
-        )
-        plan.check()
+        plan = replace(plan, guide_sets=guide_sets)
+        plan.check()  # again, now with the guides (variant weights)
         pipe.to(device, dtype)
         for seg, _ in extra_segs:
             seg.to(device)

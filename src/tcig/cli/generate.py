@@ -142,9 +142,10 @@ def run(args: argparse.Namespace) -> int:
 
     check_seed(args.seed)
     check_num_images(args.num_images)
-    stem = check_name(args.name, "--name") if args.name else f"{Path(args.layout.rstrip('/')).stem}_s{args.seed}"
-    if not args.name:
-        stem = check_name(stem, "the layout's file name (give --name)")
+    if args.name is not None:
+        stem = check_name(args.name, "--name")
+    else:
+        stem = check_name(f"{Path(args.layout.rstrip('/')).stem}_s{args.seed}", "the layout's file name (give --name)")
     output_files(stem, args.num_images)  # the names are known before any work
     layout, prompt = read_layout_and_prompt(args.layout, args.prompt, "pass --prompt", **layout_options(args))
     device = resolve_device(args.device)

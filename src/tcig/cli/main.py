@@ -46,10 +46,17 @@ def help_context(argv: list[str]) -> HelpContext:
         return HelpContext()
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose usage errors are one line, like every other tcig error, and exit 2."""
+
+    def error(self, message: str):  # noqa: D102 - argparse's hook
+        self.exit(2, f"{self.prog}: error: {message}; see '{self.prog} --help'\n")
+
+
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The root parser with every registered command; ``argv`` picks the model set whose defaults help shows."""
     context = help_context(list(argv or []))
-    parser = argparse.ArgumentParser(prog="tcig", description="Layout-controlled text-to-image generation (TCIG).")
+    parser = OneLineParser(prog="tcig", description="Layout-controlled text-to-image generation (TCIG).")
     parser.add_argument("--version", action="version", version=f"tcig {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for command in COMMANDS:

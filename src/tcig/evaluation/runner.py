@@ -300,7 +300,9 @@ def evaluate(
         new = _evaluate_case(pipe, case, plan, scorers, writer, done)
         rows.extend(new)
         done.update(row_key(r) for r in new)
-        _write_grid(writer, case, [r for r in rows if r["case"] == case.name], plan.size)
+        _write_grid(
+            writer, case, [r for r in rows if r["case"] == case.name], plan.size, pipe.class_colours(case.layout)
+        )
         if on_case is not None:
             on_case(case)
     return rows
@@ -414,10 +416,10 @@ def _cost(result: Generated, num_images: int) -> dict:
     }
 
 
-def _write_grid(writer: ReportWriter, case: Case, rows: list[dict], size: tuple[int, int]) -> None:
+def _write_grid(writer: ReportWriter, case: Case, rows: list[dict], size: tuple[int, int], colours) -> None:
     """Layout | reference | the first image of each method's first variant."""
     layout = case.layout.resized(*size, "stretch")
-    panels = [("layout", colorize(layout))]
+    panels = [("layout", colorize(layout, colours))]
     seen = set()
     for row in rows:
         if row["method"] in seen:

@@ -57,7 +57,7 @@ def read_input_text(
     if len(data) > limit:  # grew while we looked, or a /proc-like file that reports no size
         raise error(f"{what} '{path}' is over the {limit:,}-byte limit; split or shrink it")
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8-sig")  # a byte-order mark (some Windows editors write one) is not content
     except UnicodeDecodeError as err:
         raise error(f"{what} '{path}' is not UTF-8 text (byte {err.start}); save it as UTF-8") from None
 

@@ -77,11 +77,15 @@ def read_layout(
     if not path.exists():
         raise LayoutError(f"layout '{path}' does not exist; give a PNG, a JSON spec or a folder of masks")
     if path.is_dir():
-        if palette is not None or legend is not None:
-            raise ConfigError(f"'{path}' is a folder of masks; a legend or palette is for a colour PNG")
+        if palette is not None or legend is not None or vocabulary is not None:
+            raise ConfigError(f"'{path}' is a folder of masks; a legend, palette or vocabulary is for a PNG layout")
         return _read_mask_folder(path, max_pixels)
     check_regular_file(path, "layout", limit=None, error=LayoutError)
     if path.suffix.lower() == ".json":
+        if legend is not None or palette is not None or vocabulary is not None:
+            raise ConfigError(
+                f"'{path}' is a JSON spec; a legend, palette or vocabulary is for a PNG layout, so leave it out"
+            )
         data = _read_json(path)
         if "regions" not in data:
             hint = (

@@ -5,8 +5,9 @@ A model set is one of the built-in names or a JSON file
 "stage1": {"steps": 100, ...}, "stage2": {"strength": 0.5, ...}, "class_colours": {"sky": [135, 206, 235]} or a JSON
 file, "demo_layout": FILE}`` whose relative paths are read relative to the file's folder. ``stage1``/``stage2`` hold
 the set's tuned defaults (fields of Stage1Settings / Stage2Settings), checked when the file is read; an unknown key is
-an error. What is special about a set (the natural colours its world paints classes in, the layout its benchmark
-uses) is declared here, never inferred from its name.
+an error (keys starting with ``_`` are comments). What is special about a set (the natural colours its world paints
+classes in, the layout its benchmark uses) is declared in it, never inferred from its name; the scenes world declares
+its sets as such files beside its models (``bundled/scenes/sets/``).
 """
 
 from __future__ import annotations
@@ -97,87 +98,33 @@ def read_class_colours(source: str | Mapping, what: str) -> dict[str, tuple[int,
 BUNDLED = Path(__file__).parents[1] / "bundled" / "scenes"
 """The models trained in the synthetic scenes world (``python -m tcig.scenes.train``), shipped with the package."""
 
-SCENES_STAGE1 = {
-    "steps": 30,
-    "lr": 0.03,
-    "num_crops": 4,
-    "seg_noise": 0.1,
-    "seg_loss": "ce",
-    "init": "colours",
-    "init_noise": 0.1,
-    "seg_views": 1,
-    "seg_shift": 0.06,
-    "seg_scale": 0.15,
-    "seg_blur": 1.0,
-    "tv_weight": 1.0,
-}
-"""Stage-1 settings of the scenes sets, chosen with `tcig eval --variant` on tuning cases only (6 rendered scenes of
-seeds 9,500,000+ and the hand-drawn layouts of examples/unusual/tune): benchmarks/tune_scenes.sh, docs/tuning.md."""
+BUILTIN: dict[str, ModelSet] = {}
+"""The built-in model sets by name: the scenes world's, declared by it as model-set files beside its models
+(``bundled/scenes/sets/*.json``), then the real-size recipes below."""
 
-SCENES_STAGE2 = {"strength": 0.35, "steps": 30, "guidance_scale": 4.0, "cycles": 1, "cycle_steps": 10}
-"""Stage 2 of the scenes sets: a refinement at 0.35, then one cycle of 10 stage-1 steps and a refinement at 0.15."""
-
-SCENES_COLOURS = tuple(read_class_colours(str(BUNDLED / "class_colours.json"), "the scenes' class colours").items())
-"""Mean colour of each scene class over 200 rendered scenes (``tcig.scenes.data.class_colours``)."""
-
-SCENES_GUIDES = ((str(BUNDLED / "segformer"), 1.0), (str(BUNDLED / "swin"), 1.0), (str(BUNDLED / "objects"), 1.0))
-"""The scenes sets' guides: SegFormer, UperNet-Swin and the object specialist (UperNet-ResNet at 128 px)."""
-
-BUILTIN = {
-    "scenes": ModelSet(
-        "scenes",
-        str(BUNDLED / "clip"),
-        SCENES_GUIDES,
-        str(BUNDLED / "sd"),
-        64,
-        description="bundled offline models of the synthetic scenes world (12 classes, 64 px): CLIP; guides "
-        "SegFormer, UperNet-Swin and an object specialist; latent diffusion; evaluator UperNet-ConvNeXt",
-        evaluator=str(BUNDLED / "evaluator"),
-        stage1=SCENES_STAGE1,
-        exemplar_prompt="a scene with a {name}",
-        stage2=SCENES_STAGE2,
-        class_colours=SCENES_COLOURS,
-        demo_layout=str(BUNDLED / "demo_layout.json"),
-    ),
-    "scenes-pixel": ModelSet(
-        "scenes-pixel",
-        str(BUNDLED / "clip"),
-        SCENES_GUIDES,
-        str(BUNDLED / "pixel"),
-        64,
-        description="the bundled scenes models with the image-space diffusion model as stage 2 (SDEdit on pixels)",
-        evaluator=str(BUNDLED / "evaluator"),
-        stage1=SCENES_STAGE1,
-        exemplar_prompt="a scene with a {name}",
-        # strength 0.15 / 0.25 / 0.35 gave 0.626 / 0.616 / 0.594 on the tuning cases (docs/tuning.md)
-        stage2={**SCENES_STAGE2, "strength": 0.15},
-        class_colours=SCENES_COLOURS,
-        demo_layout=str(BUNDLED / "demo_layout.json"),
-    ),
-    "sd15": ModelSet(
-        "sd15",
-        "openai/clip-vit-base-patch32",
-        (("nvidia/segformer-b0-finetuned-ade-512-512", 1.0),),
-        "stable-diffusion-v1-5/stable-diffusion-v1-5",
-        512,
-        stage1_size=256,
-        description="CLIP ViT-B/32, SegFormer-B0 (ADE20K, 150 classes), Stable Diffusion 1.5 img2img at 512 "
-        "(stage 1 at 256)",
-        # 100 stage-1 steps (not 150) at 256 px: stage 1 is launch-bound on GPUs, so its time follows the step
-        # count, not the size (docs/performance.md); 256 px also halves stage 1's memory and its CPU time.
-        stage1={"steps": 100},
-        stage2={"strength": 0.6, "steps": 30},
-    ),
-    "sdxl": ModelSet(
-        "sdxl",
-        "openai/clip-vit-large-patch14",
-        (("nvidia/segformer-b5-finetuned-ade-640-640", 1.0),),
-        "stabilityai/stable-diffusion-xl-base-1.0",
-        1024,
-        stage1_size=512,
-        description="CLIP ViT-L/14, SegFormer-B5 (ADE20K), SDXL base img2img at 1024 (stage 1 at 512)",
-    ),
-}
+BUILTIN["sd15"] = ModelSet(
+    "sd15",
+    "openai/clip-vit-base-patch32",
+    (("nvidia/segformer-b0-finetuned-ade-512-512", 1.0),),
+    "stable-diffusion-v1-5/stable-diffusion-v1-5",
+    512,
+    stage1_size=256,
+    description="CLIP ViT-B/32, SegFormer-B0 (ADE20K, 150 classes), Stable Diffusion 1.5 img2img at 512 "
+    "(stage 1 at 256)",
+    # 100 stage-1 steps (not 150) at 256 px: stage 1 is launch-bound on GPUs, so its time follows the step
+    # count, not the size (docs/performance.md); 256 px also halves stage 1's memory and its CPU time.
+    stage1={"steps": 100},
+    stage2={"strength": 0.6, "steps": 30},
+)
+BUILTIN["sdxl"] = ModelSet(
+    "sdxl",
+    "openai/clip-vit-large-patch14",
+    (("nvidia/segformer-b5-finetuned-ade-640-640", 1.0),),
+    "stabilityai/stable-diffusion-xl-base-1.0",
+    1024,
+    stage1_size=512,
+    description="CLIP ViT-L/14, SegFormer-B5 (ADE20K), SDXL base img2img at 1024 (stage 1 at 512)",
+)
 
 
 def parse_segmenter_arg(text: str) -> tuple[str, float]:
@@ -209,7 +156,7 @@ def load_model_set(name_or_path: str) -> ModelSet:
         raise ConfigError(f"unknown model set '{name_or_path}'; use one of {', '.join(BUILTIN)} or a JSON file")
     where = f"model set '{path}'"
     spec = read_json_object(path, "model set")
-    unknown = sorted(set(spec) - _SET_KEYS)
+    unknown = sorted(k for k in set(spec) - _SET_KEYS if not k.startswith("_"))  # "_..." keys are comments
     if unknown:
         raise ConfigError(f"{where}: unknown key '{unknown[0]}'; allowed: {', '.join(sorted(_SET_KEYS))}")
     for key in ("clip", "segmenters"):
@@ -276,3 +223,12 @@ def load_model_set(name_or_path: str) -> ModelSet:
         class_colours=tuple(read_class_colours(colours, f'{where}: "class_colours"').items()) if colours else (),
         demo_layout=resolve(text("demo_layout")),
     )
+
+
+def _bundled_sets() -> dict[str, ModelSet]:
+    """The scenes world's model sets, declared as model-set files beside its models (shortest name first)."""
+    files = sorted((BUNDLED / "sets").glob("*.json"), key=lambda f: (len(f.stem), f.stem))
+    return {ms.name: ms for ms in (load_model_set(str(f)) for f in files)}
+
+
+BUILTIN = {**_bundled_sets(), **BUILTIN}

@@ -136,7 +136,7 @@ def add_run_arguments(run) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tcig.io.outputs import output_files, write_outputs
+    from tcig.io.outputs import write_outputs
     from tcig.layout.readers import read_layout_and_prompt
     from tcig.pipeline import TCIGPipeline
 
@@ -146,7 +146,6 @@ def run(args: argparse.Namespace) -> int:
         stem = check_name(args.name, "--name")
     else:
         stem = check_name(f"{Path(args.layout.rstrip('/')).stem}_s{args.seed}", "the layout's file name (give --name)")
-    output_files(stem, args.num_images)  # the names are known before any work
     layout, prompt = read_layout_and_prompt(args.layout, args.prompt, "pass --prompt", **layout_options(args))
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, device)

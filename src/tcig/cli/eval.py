@@ -14,6 +14,7 @@ from tcig.cli.common import (
     Command,
     HelpContext,
     add_output_arguments,
+    add_run_arguments,
     assignments,
     float_list,
     int_list,
@@ -110,13 +111,7 @@ def add_arguments(ev: argparse.ArgumentParser, context: HelpContext) -> None:
     run = ev.add_argument_group("run")
     run.add_argument("--size", type=int, help="square output size (default: the set's resolution)")
     run.add_argument("--num-images", type=int, default=1, help="images per case and method (default 1)")
-    run.add_argument("--seed", type=int, default=0, help="seed shared by every method, 0..2**64-1 (default 0)")
-    run.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps")
-    run.add_argument(
-        "--dtype", default="auto", help="stage-2 dtype as in tcig generate: auto, float32, float16, bfloat16"
-    )
-    run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    run.add_argument("-v", "--verbose", action="store_true", help="log details")
+    add_run_arguments(run)  # the same seed (shared by every method), device, dtype, progress and -v
 
 
 def _variants(texts: list[str]) -> dict[str, dict]:

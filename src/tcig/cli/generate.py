@@ -14,6 +14,7 @@ from tcig.cli.common import (
     Command,
     HelpContext,
     add_output_arguments,
+    add_run_arguments,
     add_setting_arguments,
     given_settings,
     output_folder,
@@ -119,20 +120,6 @@ def add_arguments(gen: argparse.ArgumentParser, context: HelpContext) -> None:
     run.add_argument(
         "--channels-last", action="store_true", help="channels-last memory format (1.2x faster on an H200)"
     )
-
-
-def add_run_arguments(run) -> None:
-    """Seed, device, dtype, progress and verbosity (shared with ``tcig batch``'s)."""
-    run.add_argument("--seed", type=int, default=0, help="random seed, 0..2**64-1 (default 0)")
-    run.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps")
-    run.add_argument(
-        "--dtype",
-        default="auto",
-        help="stage-2 dtype: auto (float32 on CPU, float16 on GPU), float32, float16, bfloat16; stage 1 uses mixed "
-        "precision on GPUs",
-    )
-    run.add_argument("--no-progress", action="store_true", help="hide the progress bars")
-    run.add_argument("-v", "--verbose", action="store_true", help="log details")
 
 
 def run(args: argparse.Namespace) -> int:

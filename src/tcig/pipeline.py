@@ -15,6 +15,7 @@ from tcig.errors import ConfigError, TCIGError
 from tcig.layout import IGNORE, Layout
 from tcig.layout.vocabularies import resolve_classes
 from tcig.models.clip_scorer import CLIPScorer
+from tcig.models.denoising import StepCallback
 from tcig.models.devices import BYTES_PER_PIXEL, autocast_dtype, free_memory
 from tcig.models.model_sets import ModelSet, load_model_set
 from tcig.models.refiners import Refiner, load_refiner
@@ -226,7 +227,11 @@ class TCIGPipeline:
             refine: False stops after stage 1 (default: refine whenever the pipeline has a refiner).
             num_images: images optimized as one batch (1..64).
             generator: the only source of randomness.
-            callback: called with a dict after every stage-1 step (losses, images).
+            callback: progress events, each a dict with a ``"stage"``: ``"init"`` after every sampling step of the
+                start images (``step`` from 1, ``steps``);
+                ``"stage1"`` after every stage-1 step (``step`` from 0, ``steps``, the losses, ``images``);
+                ``"stage2"`` after every denoising step and ``"cycle"`` after every polishing step (``step`` from 1,
+                ``steps``, ``cycle``). An exception it raises stops the call there (e.g. to cancel).
             progress: show progress bars.
 
         Returns:
@@ -247,18 +252,32 @@ class TCIGPipeline:
         timings: dict[str, float] = {}
 
         start = time.perf_counter()
-        init = self.initial_images(stage1, prompt, layout, (h1, w1), num_images, generator)
+        init_events = None
+        if callback is not None:
+
+            def init_events(step: int, steps: int) -> None:
+                callback({"stage": "init", "step": step, "steps": steps})
+
+        init = self.initial_images(stage1, prompt, layout, (h1, w1), num_images, generator, init_events)
         if init is not None:
             timings["init_s"] = time.perf_counter() - start
         start = time.perf_counter()
+        stage1_events = None
+        if callback is not None:
+
+            def stage1_events(info: dict) -> None:
+                callback({"stage": "stage1", "steps": stage1.steps, **info})
+
         stage1_images, history = self.optimize(
-            prompt, layout, (h1, w1), stage1, num_images, parameterization, init, generator, callback, progress
+            prompt, layout, (h1, w1), stage1, num_images, parameterization, init, generator, stage1_events, progress
         )
         timings["stage1_s"] = time.perf_counter() - start
         images = stage1_images
         if stage2 is not None:
             start = time.perf_counter()
-            images = self.refine(stage1_images, prompt, layout, stage2, stage1, generator, progress, (h1, w1))
+            images = self.refine(
+                stage1_images, prompt, layout, stage2, stage1, generator, progress, (h1, w1), callback
+            )
             timings["stage2_s"] = time.perf_counter() - start
         timings["total_s"] = sum(timings.values())
         settings = {
@@ -340,9 +359,11 @@ class TCIGPipeline:
         size: tuple[int, int],
         num_images: int,
         generator: torch.Generator | None,
+        callback: StepCallback | None = None,
     ) -> torch.Tensor | None:
         """Stage 1's starting images ``[B,3,*size]`` for ``stage1.init`` (None for noise), drawn by the refiner at the
-        output size (``layout``'s) and shrunk to the stage-1 size."""
+        output size (``layout``'s) and shrunk to the stage-1 size; ``callback(step, steps)`` follows each sampling
+        step."""
         if stage1.init == "noise":
             return None
         out_size = layout.size
@@ -362,6 +383,7 @@ class TCIGPipeline:
             segmenters=bank.segmenters,
             settings=bank.settings,
             generator=generator,
+            callback=callback,
         )
         if images.shape[-2:] != size:
             images = F.interpolate(images, size=size, mode="bilinear", align_corners=False, antialias=True)
@@ -377,22 +399,38 @@ class TCIGPipeline:
         generator: torch.Generator | None = None,
         progress: bool = True,
         stage1_size: tuple[int, int] | None = None,
+        callback: Callable[[dict], None] | None = None,
     ) -> torch.Tensor:
         """Stage 2 on ``images`` at the layout's size. With ``stage2.seg_guidance > 0`` the guides' segmentation
         loss steers every denoising step (guided refinement); with ``stage2.cycles`` each cycle polishes the refined
         image with ``cycle_steps`` stage-1 steps (``stage1``'s settings, on the pixel pyramid at ``stage1_size``) and
-        refines it again at ``cycle_strength``, so the layout that stage 2 blurred is restored and realism kept."""
+        refines it again at ``cycle_strength``, so the layout that stage 2 blurred is restored and realism kept.
+        ``callback`` gets the ``"stage2"`` and ``"cycle"`` events of :meth:`__call__`."""
         prompts = [prompt] * images.shape[0]
         guidance = None
         if stage2.seg_guidance > 0:
             guidance = seg_terms_loss(self.seg_terms(layout, images.shape[0]), stage1.seg_loss)
-        images = self.refiner.refine(
-            images, prompts, stage2, generator=generator, progress=progress, guidance=guidance
-        )
         size = stage1_size or self.stage1_shape(layout)
         polish = replace(stage1, steps=stage2.cycle_steps, init_noise=0.0)
         again = replace(stage2, strength=stage2.cycle_strength)
-        for _ in range(stage2.cycles):
+
+        def denoising_events(cycle: int):
+            if callback is None:
+                return None
+            return lambda step, steps: callback({"stage": "stage2", "cycle": cycle, "step": step, "steps": steps})
+
+        def polish_events(cycle: int):
+            if callback is None:
+                return None
+            return lambda info: callback(
+                {**info, "stage": "cycle", "cycle": cycle, "step": info["step"] + 1, "steps": polish.steps}
+            )
+
+        images = self.refiner.refine(
+            images, prompts, stage2, generator=generator, progress=progress, guidance=guidance,
+            callback=denoising_events(0),
+        )  # fmt: skip
+        for cycle in range(1, stage2.cycles + 1):
             start = F.interpolate(images, size=size, mode="bilinear", align_corners=False, antialias=True)
             images, _ = self.optimize(
                 prompt,
@@ -402,11 +440,13 @@ class TCIGPipeline:
                 images.shape[0],
                 init=start.clamp(0, 1),
                 generator=generator,
+                callback=polish_events(cycle),
                 progress=progress,
             )
             images = self.refiner.refine(
-                images, prompts, again, generator=generator, progress=progress, guidance=guidance
-            )
+                images, prompts, again, generator=generator, progress=progress, guidance=guidance,
+                callback=denoising_events(cycle),
+            )  # fmt: skip
         _sync(self.device)
         return images
 

@@ -71,8 +71,9 @@ def given_settings(args: argparse.Namespace, settings_class: type) -> dict[str, 
     return {o.name: getattr(args, o.key) for o in options_of(settings_class) if getattr(args, o.key, None) is not None}
 
 
-def add_output_arguments(group, help: str) -> None:
-    group.add_argument("--out", required=True, help=help)
+def add_output_arguments(group, help: str, default: str | None = None) -> None:
+    """``--out`` (required unless it has a ``default``) and ``--wait``."""
+    group.add_argument("--out", required=default is None, default=default, help=help)
     group.add_argument(
         "--wait",
         nargs="?",

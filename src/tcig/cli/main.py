@@ -13,7 +13,7 @@ import os
 import sys
 
 from tcig import __version__
-from tcig.cli import batch, bench, generate, layout, models
+from tcig.cli import app, batch, bench, generate, layout, models
 from tcig.cli import eval as eval_command
 from tcig.cli.common import Command, HelpContext
 from tcig.errors import TCIGError
@@ -27,6 +27,7 @@ COMMANDS: tuple[Command, ...] = (
     bench.COMMAND,
     layout.COMMAND,
     models.COMMAND,
+    app.COMMAND,
 )
 
 

@@ -20,6 +20,8 @@ from tqdm.auto import tqdm
 from tcig.errors import ConfigError
 
 NoiseFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+StepCallback = Callable[[int, int], None]
+"""Called as ``callback(step, steps)`` after each denoising step (1-based); raising stops the run."""
 
 
 @dataclass
@@ -116,18 +118,22 @@ def denoise(
     generator: torch.Generator | None = None,
     progress: bool = True,
     desc: str = "denoise",
+    callback: StepCallback | None = None,
 ) -> torch.Tensor:
     """Run the scheduler over ``timesteps`` with ``noise_fn(x, t)`` as the model; returns images in [0, 1].
 
     The loop follows the scheduler's interface: ``scale_model_input`` before every model call, then ``step``. It
     supports first-order schedulers of the variance-preserving family (DDIM, DDPM, PNDM's PLMS steps, ...), since
-    the guidance and region blending read ``alphas_cumprod``; others are refused (see :func:`check_scheduler`)."""
+    the guidance and region blending read ``alphas_cumprod``; others are refused (see :func:`check_scheduler`).
+    ``callback(step, steps)`` runs after every step (it may raise to stop the loop)."""
     scheduler = denoiser.scheduler
     check_scheduler(scheduler)
     with torch.no_grad():
-        for t in tqdm(timesteps, desc=desc, disable=not progress, leave=False):
+        for i, t in enumerate(tqdm(timesteps, desc=desc, disable=not progress, leave=False)):
             eps = noise_fn(scheduler.scale_model_input(x, t), t)
             x = scheduler.step(eps, t, x, generator=generator).prev_sample.to(denoiser.dtype)
+            if callback is not None:
+                callback(i + 1, len(timesteps))
         return denoiser.decode(x)
 
 

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from tcig.errors import ConfigError, ModelLoadError
-from tcig.models.denoising import Denoiser, denoise, guided_noise, plain_noise
+from tcig.models.denoising import Denoiser, StepCallback, denoise, guided_noise, plain_noise
 from tcig.models.loading import check_model_ref, is_local_ref, load_pretrained, read_json_config
 from tcig.settings import Stage2Settings
 
@@ -44,6 +44,7 @@ class Refiner(Protocol):
         generator: torch.Generator | None = None,
         progress: bool = True,
         guidance: Guidance | None = None,
+        callback: StepCallback | None = None,
     ) -> torch.Tensor: ...
 
     def text_to_image(
@@ -54,6 +55,7 @@ class Refiner(Protocol):
         settings: Stage2Settings,
         generator: torch.Generator | None = None,
         progress: bool = True,
+        callback: StepCallback | None = None,
     ) -> torch.Tensor: ...
 
     def to(self, device: torch.device, dtype: torch.dtype | None = None): ...
@@ -109,14 +111,23 @@ class DiffusersImg2ImgRefiner:
         generator: torch.Generator | None = None,
         progress: bool = True,
         guidance: Guidance | None = None,
+        callback: StepCallback | None = None,
     ) -> torch.Tensor:
         settings.check()
         if guidance is not None and settings.seg_guidance > 0:
-            return sdedit(self.denoiser(), images, prompts, settings, generator, progress, guidance)
+            return sdedit(self.denoiser(), images, prompts, settings, generator, progress, guidance, callback=callback)
         dtype = self.vae.dtype if self.vae is not None else images.dtype
         image = images.to(self.pipeline.device, dtype)
         return _run(
-            self.pipeline, "stage 2", prompts, settings, generator, progress, image=image, strength=settings.strength
+            self.pipeline,
+            "stage 2",
+            prompts,
+            settings,
+            generator,
+            progress,
+            callback,
+            image=image,
+            strength=settings.strength,
         )
 
     @torch.no_grad()
@@ -128,6 +139,7 @@ class DiffusersImg2ImgRefiner:
         settings: Stage2Settings,
         generator: torch.Generator | None = None,
         progress: bool = True,
+        callback: StepCallback | None = None,
     ) -> torch.Tensor:
         """The same model without a layout: plain text-to-image with ``settings.steps`` steps (the baseline)."""
         from diffusers import AutoPipelineForText2Image
@@ -135,14 +147,38 @@ class DiffusersImg2ImgRefiner:
         if self._text2image is None:
             self._text2image = AutoPipelineForText2Image.from_pipe(self.pipeline)
         return _run(
-            self._text2image, "text-to-image", prompts, settings, generator, progress, height=height, width=width
+            self._text2image,
+            "text-to-image",
+            prompts,
+            settings,
+            generator,
+            progress,
+            callback,
+            height=height,
+            width=width,
         )
 
 
-def _run(pipeline, desc: str, prompts: list[str], settings: Stage2Settings, generator, progress: bool, **inputs):
+def _run(
+    pipeline,
+    desc: str,
+    prompts: list[str],
+    settings: Stage2Settings,
+    generator,
+    progress: bool,
+    callback: StepCallback | None = None,
+    **inputs,
+):
     """Call a diffusers pipeline with the shared settings; images ``[B,3,H,W]`` in [0,1], float32."""
     pipeline.set_progress_bar_config(disable=not progress, desc=desc, leave=False)
     negative = [settings.negative_prompt] * len(prompts) if settings.negative_prompt else None
+    if callback is not None:
+
+        def on_step_end(pipe, step: int, _t, tensors: dict) -> dict:
+            callback(step + 1, getattr(pipe, "num_timesteps", None) or settings.steps)
+            return tensors
+
+        inputs["callback_on_step_end"] = on_step_end
     out = pipeline(
         prompt=prompts,
         num_inference_steps=settings.steps,
@@ -239,9 +275,10 @@ class PixelSDEditRefiner:
         generator: torch.Generator | None = None,
         progress: bool = True,
         guidance: Guidance | None = None,
+        callback: StepCallback | None = None,
     ) -> torch.Tensor:
         settings.check()
-        return sdedit(self.denoiser(), images, prompts, settings, generator, progress, guidance)
+        return sdedit(self.denoiser(), images, prompts, settings, generator, progress, guidance, callback=callback)
 
     @torch.no_grad()
     def text_to_image(
@@ -252,11 +289,12 @@ class PixelSDEditRefiner:
         settings: Stage2Settings,
         generator: torch.Generator | None = None,
         progress: bool = True,
+        callback: StepCallback | None = None,
     ) -> torch.Tensor:
         """Sampling from pure noise with the whole schedule: the model alone, without a layout."""
         noise_only = replace(settings, strength=1.0)
         shape = (len(prompts), 3, height, width)
-        return sdedit(self.denoiser(), None, prompts, noise_only, generator, progress, shape=shape)
+        return sdedit(self.denoiser(), None, prompts, noise_only, generator, progress, shape=shape, callback=callback)
 
     def denoiser(self) -> Denoiser:
         return Denoiser(self.unet, self.scheduler, self._embed if self.text_encoder is not None else None)
@@ -271,6 +309,7 @@ def sdedit(
     progress: bool,
     guidance: Guidance | None = None,
     shape: tuple[int, ...] | None = None,
+    callback: StepCallback | None = None,
 ) -> torch.Tensor:
     """SDEdit through the shared loop: ``images`` noised to ``settings.strength`` (or pure noise of ``shape``), then
     denoised with the prompts; with ``guidance``, each step follows its gradient (``settings.seg_guidance``)."""
@@ -281,7 +320,7 @@ def sdedit(
         noise_fn = guided_noise(den, cond, settings.guidance_scale, guidance, settings.seg_guidance)
     else:
         noise_fn = plain_noise(den, cond, settings.guidance_scale)
-    return denoise(den, x, timesteps, noise_fn, generator, progress, desc="stage 2")
+    return denoise(den, x, timesteps, noise_fn, generator, progress, desc="stage 2", callback=callback)
 
 
 def load_refiner(ref: str, *, allow_pickle: bool = False) -> Refiner:

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from tcig.layout import IGNORE, Layout
 from tcig.layout.vocabularies import match_labels
+from tcig.models.denoising import StepCallback
 from tcig.models.refiners import Refiner
 from tcig.models.segmenters import Segmenter
 from tcig.settings import INITS, Init, Stage2Settings
@@ -90,12 +91,15 @@ class ExemplarBank:
         self.size, self.settings, self.count, self.seed = size, settings, count, seed
         self._cache: dict[str, Exemplar] = {}
 
-    def get(self, names: list[str]) -> list[Exemplar]:
+    def get(self, names: list[str], callback: StepCallback | None = None) -> list[Exemplar]:
+        """The exemplars of ``names``, drawing the missing ones (``callback(step, steps)`` after each step)."""
         missing = [n for n in dict.fromkeys(names) if n not in self._cache]
         if missing:
             prompts = [self.prompt.format(name=n) for n in missing for _ in range(self.count)]
             generator = torch.Generator().manual_seed(self.seed)
-            images = self.refiner.text_to_image(prompts, *self.size, self.settings, generator, progress=False)
+            images = self.refiner.text_to_image(
+                prompts, *self.size, self.settings, generator, progress=False, callback=callback
+            )
             images = images.float().cpu()
             masks = class_masks(self.segmenters, images, missing)
             for k, name in enumerate(missing):
@@ -170,11 +174,12 @@ def initial_images(
     segmenters: list[Segmenter],
     settings: Stage2Settings,
     generator: torch.Generator | None,
+    callback: StepCallback | None = None,
 ) -> torch.Tensor | None:
     """Starting images ``[B,3,H,W]`` in [0,1] at the layout's size for ``init`` (None for ``noise``).
 
     ``colours`` and ``prompt`` draw the refiner's image for the prompt with ``settings`` and ``generator``
-    (``colours`` only to read the colours of its classes)."""
+    (``colours`` only to read the colours of its classes); ``callback(step, steps)`` follows every sampling step."""
     if init == "noise":
         return None
     if refiner is None or bank is None:
@@ -183,9 +188,13 @@ def initial_images(
     present = layout.present_classes()
     exemplars = {}
     if init in ("colours", "collage"):
-        exemplars = dict(zip(present, bank.get([layout.classes[k] for k in present]), strict=True))
+        exemplars = dict(zip(present, bank.get([layout.classes[k] for k in present], callback), strict=True))
     if init in ("colours", "prompt"):
-        drawn = refiner.text_to_image([prompt] * num_images, *size, settings, generator, progress=False).float().cpu()
+        drawn = (
+            refiner.text_to_image([prompt] * num_images, *size, settings, generator, progress=False, callback=callback)
+            .float()
+            .cpu()
+        )
         if init == "prompt":
             return drawn
         colours = exemplar_colours(layout, exemplars)

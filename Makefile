@@ -6,7 +6,7 @@ MODELS ?= scenes
 LAYOUT ?= examples/scene_beach.json
 OUT ?= out
 
-.PHONY: install test demo lint clean train-scenes scenes-quality eval-scenes
+.PHONY: install test demo app lint clean train-scenes scenes-quality eval-scenes
 
 $(BIN)/tcig: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ test: install
 # LAYOUT=examples/beach.json runs the real Stable Diffusion set instead, downloading it on first use).
 demo: install
 	$(BIN)/tcig generate --models $(MODELS) --layout $(LAYOUT) --out $(OUT) --seed 0
+
+# The painter in the browser (http://127.0.0.1:7860/), on the bundled models, offline; Ctrl-C stops it.
+app: install
+	HF_HUB_OFFLINE=1 $(BIN)/tcig app --models $(MODELS) --open
 
 # Retrain every bundled scenes model from its seeds (resumable; not part of CI).
 train-scenes: install

@@ -4,6 +4,7 @@ ensemble of guides does better than one guide.
 Controllability is measured by the bundled evaluator (UperNet-ConvNeXt, trained on other seeds), which never guides.
 """
 
+import functools
 from pathlib import Path
 
 import pytest
@@ -23,9 +24,26 @@ ENSEMBLE_MARGIN = 0.03
 """Measured the same day on both example scene layouts: three guides 0.863, the SegFormer alone 0.804 (+0.059)."""
 
 
-def _miou(pipe, evaluator, layout, seed: int = 0) -> float:
-    out = pipe(layout.prompt, layout, num_images=2, generator=torch.Generator().manual_seed(seed), progress=False)
-    return layout_scores(evaluator, out.images, out.layout)["miou"]
+@functools.cache
+def _pipeline(model_set: str, single_guide: bool = False) -> TCIGPipeline:
+    scenes = BUILTIN[model_set]
+    if single_guide:
+        scenes = scenes.with_overrides(segmenters=[scenes.segmenters[0]])
+    return TCIGPipeline.from_model_set(scenes)
+
+
+@functools.cache
+def _evaluator(model_set: str):
+    return load_segmenter(BUILTIN[model_set].evaluator)
+
+
+@functools.cache
+def _miou(model_set: str, layout_name: str, single_guide: bool = False) -> float:
+    """Evaluator mIoU of TCIG (seed 0, two images) on an example layout; each run once for all the tests here."""
+    pipe = _pipeline(model_set, single_guide)
+    layout = read_layout(EXAMPLES / layout_name)
+    out = pipe(layout.prompt, layout, num_images=2, generator=torch.Generator().manual_seed(0), progress=False)
+    return layout_scores(_evaluator(model_set), out.images, out.layout)["miou"]
 
 
 @pytest.mark.parametrize("model_set", ["scenes", "scenes-pixel"])
@@ -33,14 +51,12 @@ def test_tcig_follows_the_layout_where_diffusion_alone_does_not(model_set):
     """The latent set, and the image-space set (stage 2 as SDEdit on pixels, the paper's second refiner)."""
     scenes = BUILTIN[model_set]
     assert scenes.evaluator not in [ref for ref, _ in scenes.segmenters]
-    pipe = TCIGPipeline.from_model_set(scenes)
-    evaluator = load_segmenter(scenes.evaluator)
     layout = read_layout(EXAMPLES / "scene_village.json")
-    tcig = _miou(pipe, evaluator, layout)
-    alone = pipe.refiner.text_to_image(
+    tcig = _miou(model_set, "scene_village.json")
+    alone = _pipeline(model_set).refiner.text_to_image(
         [layout.prompt] * 2, 64, 64, scenes.stage2_settings(), torch.Generator().manual_seed(0), progress=False
     )
-    baseline = layout_scores(evaluator, alone, layout.resized(64, 64, "stretch"))["miou"]
+    baseline = layout_scores(_evaluator(model_set), alone, layout.resized(64, 64, "stretch"))["miou"]
     assert tcig >= MEASURED[model_set] - 0.05, f"TCIG evaluator mIoU {tcig:.3f}"
     assert baseline <= tcig - 0.3, f"diffusion alone {baseline:.3f} vs TCIG {tcig:.3f}"
 
@@ -48,10 +64,6 @@ def test_tcig_follows_the_layout_where_diffusion_alone_does_not(model_set):
 def test_the_ensemble_of_guides_beats_the_single_guide_on_the_example_layouts():
     """The three bundled guides (SegFormer, UperNet-Swin, the object specialist) against the SegFormer alone, with
     every other setting the same, on both example scene layouts."""
-    scenes = BUILTIN["scenes"]
-    ensemble = TCIGPipeline.from_model_set(scenes)
-    single = TCIGPipeline.from_model_set(scenes.with_overrides(segmenters=[scenes.segmenters[0]]))
-    evaluator = load_segmenter(scenes.evaluator)
-    layouts = [read_layout(EXAMPLES / name) for name in ("scene_village.json", "scene_beach.json")]
-    both = [sum(_miou(pipe, evaluator, layout) for layout in layouts) / 2 for pipe in (ensemble, single)]
+    layouts = ("scene_village.json", "scene_beach.json")
+    both = [sum(_miou("scenes", name, single) for name in layouts) / 2 for single in (False, True)]
     assert both[0] >= both[1] + ENSEMBLE_MARGIN, f"ensemble {both[0]:.3f} vs single guide {both[1]:.3f}"

@@ -36,7 +36,7 @@ class ColourRefiner:
     def __init__(self) -> None:
         self.calls = 0
 
-    def text_to_image(self, prompts, height, width, settings, generator=None, progress=True):
+    def text_to_image(self, prompts, height, width, settings, generator=None, progress=True, callback=None):
         self.calls += 1
         images = torch.full((len(prompts), 3, height, width), 0.5)
         for i, prompt in enumerate(prompts):

@@ -32,6 +32,7 @@ class Job:
 
     client: str
     request: Any
+    number: int = 0
     id: str = field(default_factory=lambda: secrets.token_hex(8))
     state: str = "queued"
     stage: str | None = None
@@ -62,8 +63,8 @@ class Job:
 class JobQueue:
     """Runs ``run(job) -> result`` for one job at a time on a worker thread.
 
-    Waiting jobs are served round-robin over clients (each client's own jobs in order), so one person's many
-    requests cannot starve another's single one.
+    Of the waiting jobs, the next is the oldest of the client that has had the fewest runs since the queue was last
+    idle, so one person's many requests cannot starve another's single one.
 
     Args:
         run: does the work; it reports progress through :meth:`Job.progress` and returns the job's result.
@@ -74,9 +75,11 @@ class JobQueue:
         self._run = run
         self._max_per_client = max_per_client
         self._lock = threading.Condition()
-        self._waiting: dict[str, list[Job]] = {}  # client -> its waiting jobs, clients in serving order
+        self._waiting: dict[str, list[Job]] = {}  # client -> its waiting jobs, oldest first
+        self._served: dict[str, int] = {}  # client -> runs started since the queue was last idle
         self._jobs: dict[str, Job] = {}
         self._running: Job | None = None
+        self._numbers = itertools.count()
         self._closed = False
         self._worker = threading.Thread(target=self._work, name="tcig-app-worker", daemon=True)
         self._worker.start()
@@ -89,7 +92,7 @@ class JobQueue:
             mine = self._waiting.setdefault(client, [])
             if len(mine) >= self._max_per_client:
                 raise TCIGError(f"you have {len(mine)} runs waiting already; wait for one to finish or cancel one")
-            job = Job(client, request)
+            job = Job(client, request, number=next(self._numbers))
             mine.append(job)
             self._jobs[job.id] = job
             self._forget_old()
@@ -145,9 +148,17 @@ class JobQueue:
         self._worker.join(timeout)
 
     def _order(self) -> list[Job]:
-        """The waiting jobs in the order they will run: one per client in turn."""
-        rounds = itertools.zip_longest(*self._waiting.values())
-        return [job for row in rounds for job in row if job is not None]
+        """The waiting jobs in the order they will run (if no other arrives)."""
+        served = dict(self._served)
+        lines = {client: list(jobs) for client, jobs in self._waiting.items() if jobs}
+        order = []
+        while lines:
+            client = min(lines, key=lambda c: (served.get(c, 0), lines[c][0].number))
+            order.append(lines[client].pop(0))
+            served[client] = served.get(client, 0) + 1
+            if not lines[client]:
+                del lines[client]
+        return order
 
     def _next(self) -> Job | None:
         with self._lock:
@@ -156,10 +167,10 @@ class JobQueue:
                 if order:
                     job = order[0]
                     self._waiting[job.client].remove(job)
-                    # the served client goes to the back of the line
-                    self._waiting[job.client] = self._waiting.pop(job.client)
+                    self._served[job.client] = self._served.get(job.client, 0) + 1
                     self._running, job.state = job, "running"
                     return job
+                self._served.clear()  # idle: everyone starts even again
                 self._lock.wait()
             return None
 

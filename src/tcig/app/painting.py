@@ -52,7 +52,7 @@ def paint_colours(classes: Sequence[str], natural: Mapping[str, Sequence[int]] |
     takes the well-separated colour nearest to it (from a fixed grid and palette), or, in a vocabulary too large for
     the separation, the candidate farthest from those taken."""
     preferred = layout_colours(classes, natural).astype(np.float64)
-    levels = np.linspace(0, 255, 9)
+    levels = np.rint(np.linspace(0, 255, 9))  # whole numbers: rounding at the end must not bring colours closer
     grid = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), -1).reshape(-1, 3)
     spare = np.concatenate([grid, palette(max(256, 2 * len(classes))).astype(np.float64)])
     taken = np.zeros((0, 3))
@@ -66,7 +66,7 @@ def paint_colours(classes: Sequence[str], natural: Mapping[str, Sequence[int]] |
             else:
                 colour = candidates[int(gaps.argmax())]
         taken = np.concatenate([taken, colour[None]])
-    return np.rint(taken).astype(np.uint8)
+    return taken.astype(np.uint8)
 
 
 def snap_tolerance(colours: np.ndarray) -> float:

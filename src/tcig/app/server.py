@@ -33,8 +33,8 @@ class AppServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], studio: Studio, local_only: bool = True) -> None:
-        self.studio = studio
+    def __init__(self, address: tuple[str, int], studio: Studio | None = None, local_only: bool = True) -> None:
+        self.studio = studio  # may be set after binding, once the models have loaded
         self.local_only = local_only
         super().__init__(address, Handler)
 

@@ -357,7 +357,7 @@ def _settings(body: dict) -> dict[type, dict[str, Any]]:
     unknown = sorted(set(values) - set(APP_SETTINGS))
     if unknown:
         raise ConfigError(f"unknown setting '{unknown[0]}'; the app takes {', '.join(APP_SETTINGS)}")
-    return split_settings(values)
+    return split_settings(values, "setting ")
 
 
 def _thumbnail_size(layout: Layout) -> tuple[int, int]:

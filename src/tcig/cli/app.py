@@ -68,25 +68,28 @@ def run(args: argparse.Namespace) -> int:
     dtype = resolve_dtype(args.dtype, device)
     model_set = load_model_set(args.models)
     with output_folder(args.out, wait=wait_seconds(args)) as out_dir:
-        logger.info("loading models of '%s' on %s", model_set.name, device)
-        pipe = TCIGPipeline.from_model_set(model_set, allow_pickle=args.allow_pickle).to(device, dtype)
-        studio = Studio(pipe, out_dir, examples)
-        try:
-            server = AppServer((args.host, args.port), studio, local_only=not args.allow_remote)
+        try:  # before the models load, so that a busy port fails at once
+            server = AppServer((args.host, args.port), local_only=not args.allow_remote)
         except OSError as err:
             if err.errno == errno.EADDRINUSE:
                 raise ConfigError(f"port {args.port} is in use; pick another --port (0 picks a free one)") from None
-            raise ConfigError(f"cannot listen on {args.host}:{args.port}: {err.strerror}") from None
-        if not local:
-            logger.warning("tcig app listens on %s: anyone who can reach it can use it", args.host)
-        print(f"tcig app: {server.url} (models '{model_set.name}', results in {out_dir}; Ctrl-C stops)", flush=True)
-        if args.open:
-            webbrowser.open(server.url)
+            raise ConfigError(f"cannot listen on {args.host}:{args.port}: {err.strerror or err}") from None
         try:
-            server.serve_forever()
+            logger.info("loading models of '%s' on %s", model_set.name, device)
+            pipe = TCIGPipeline.from_model_set(model_set, allow_pickle=args.allow_pickle).to(device, dtype)
+            server.studio = studio = Studio(pipe, out_dir, examples)
+            if not local:
+                logger.warning("tcig app listens on %s: anyone who can reach it can use it", args.host)
+            shown = f"models '{model_set.name}', results in {out_dir}; Ctrl-C stops"
+            print(f"tcig app: {server.url} ({shown})", flush=True)
+            if args.open:
+                webbrowser.open(server.url)
+            try:
+                server.serve_forever()
+            finally:
+                studio.queue.close()
         finally:
             server.server_close()
-            studio.queue.close()
     return 0
 
 

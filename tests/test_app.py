@@ -326,7 +326,8 @@ def test_the_api_generates_and_serves_the_files_without_overwriting(served):
     assert (np.array(layout.classes)[layout.label_map.numpy()] == names).all()
     sidecar = json.loads((out / "painting_s5.json").read_text())
     assert sidecar["settings"]["stage1"]["steps"] == 2 and sidecar["layout"] == "painting_s5_layout.png"
-    assert call(server, "GET", f"/api/jobs/{first['id']}/preview.png")[1][:4] == b"\x89PNG"
+    for image in ("preview", "outlined"):
+        assert call(server, "GET", f"/api/jobs/{first['id']}/{image}.png")[1][:4] == b"\x89PNG"
     history = call(server, "GET", "/api/config")[1]["history"]
     assert [h["name"] for h in history] == ["painting_2_s5", "painting_s5"]
 

@@ -163,3 +163,30 @@ def test_defaults_come_from_the_model_set_and_refine_by_default(tiny):
     pipe = TCIGPipeline.from_model_set(ms)
     out = pipe("a boat", _layout(), progress=False)
     assert len(out.history) == 2 and out.settings["stage2"]["steps"] == 4 and "stage2_s" in out.timings
+
+
+def test_progress_events_follow_every_step_and_an_exception_stops_the_call(pipe):
+    events = []
+    stage2 = Stage2Settings(strength=0.5, steps=4, cycles=1, cycle_steps=2, cycle_strength=0.5)
+    run = {"stage1": FAST, "generator": _gen(), "progress": False}
+    out = pipe("a boat", _layout(), stage2=stage2, callback=events.append, **run)
+    steps = [(e["stage"], e.get("cycle"), e["step"], e["steps"]) for e in events]
+    assert steps == [
+        ("stage1", None, 0, 3), ("stage1", None, 1, 3), ("stage1", None, 2, 3),
+        ("stage2", 0, 1, 2), ("stage2", 0, 2, 2),
+        ("cycle", 1, 0, 2), ("cycle", 1, 1, 2),
+        ("stage2", 1, 1, 2), ("stage2", 1, 2, 2),
+    ]  # fmt: skip
+    assert events[0]["images"].shape == (1, 3, 48, 64) and out.images.shape == (1, 3, 48, 64)
+    plain = pipe("a boat", _layout(), stage2=stage2, **{**run, "generator": _gen()})
+    assert torch.equal(plain.images, out.images)  # watching changes nothing
+
+    class Stop(Exception):
+        pass
+
+    def stop_in_stage2(event):
+        if event["stage"] == "stage2":
+            raise Stop
+
+    with pytest.raises(Stop):
+        pipe("a boat", _layout(), stage2=STAGE2, callback=stop_in_stage2, **run)

@@ -230,8 +230,9 @@ class TCIGPipeline:
             callback: progress events, each a dict with a ``"stage"``: ``"init"`` after every sampling step of the
                 start images (``step`` from 1, ``steps``);
                 ``"stage1"`` after every stage-1 step (``step`` from 0, ``steps``, the losses, ``images``);
-                ``"stage2"`` after every denoising step and ``"cycle"`` after every polishing step (``step`` from 1,
-                ``steps``, ``cycle``). An exception it raises stops the call there (e.g. to cancel).
+                ``"stage2"`` after every denoising step (``step`` from 1, ``steps``, ``cycle``: 0, then each cycle's
+                number); ``"cycle"`` after every polishing step (as ``"stage1"``, with ``cycle``). An exception it
+                raises stops the call there (e.g. to cancel).
             progress: show progress bars.
 
         Returns:
@@ -252,22 +253,13 @@ class TCIGPipeline:
         timings: dict[str, float] = {}
 
         start = time.perf_counter()
-        init_events = None
-        if callback is not None:
-
-            def init_events(step: int, steps: int) -> None:
-                callback({"stage": "init", "step": step, "steps": steps})
-
-        init = self.initial_images(stage1, prompt, layout, (h1, w1), num_images, generator, init_events)
+        init = self.initial_images(
+            stage1, prompt, layout, (h1, w1), num_images, generator, _step_events(callback, "init")
+        )
         if init is not None:
             timings["init_s"] = time.perf_counter() - start
         start = time.perf_counter()
-        stage1_events = None
-        if callback is not None:
-
-            def stage1_events(info: dict) -> None:
-                callback({"stage": "stage1", "steps": stage1.steps, **info})
-
+        stage1_events = _optimizer_events(callback, "stage1", stage1.steps)
         stage1_images, history = self.optimize(
             prompt, layout, (h1, w1), stage1, num_images, parameterization, init, generator, stage1_events, progress
         )
@@ -413,23 +405,15 @@ class TCIGPipeline:
         size = stage1_size or self.stage1_shape(layout)
         polish = replace(stage1, steps=stage2.cycle_steps, init_noise=0.0)
         again = replace(stage2, strength=stage2.cycle_strength)
-
-        def denoising_events(cycle: int):
-            if callback is None:
-                return None
-            return lambda step, steps: callback({"stage": "stage2", "cycle": cycle, "step": step, "steps": steps})
-
-        def polish_events(cycle: int):
-            if callback is None:
-                return None
-            return lambda info: callback(
-                {**info, "stage": "cycle", "cycle": cycle, "step": info["step"] + 1, "steps": polish.steps}
-            )
-
         images = self.refiner.refine(
-            images, prompts, stage2, generator=generator, progress=progress, guidance=guidance,
-            callback=denoising_events(0),
-        )  # fmt: skip
+            images,
+            prompts,
+            stage2,
+            generator=generator,
+            progress=progress,
+            guidance=guidance,
+            callback=_step_events(callback, "stage2", cycle=0),
+        )
         for cycle in range(1, stage2.cycles + 1):
             start = F.interpolate(images, size=size, mode="bilinear", align_corners=False, antialias=True)
             images, _ = self.optimize(
@@ -440,13 +424,18 @@ class TCIGPipeline:
                 images.shape[0],
                 init=start.clamp(0, 1),
                 generator=generator,
-                callback=polish_events(cycle),
+                callback=_optimizer_events(callback, "cycle", polish.steps, cycle=cycle),
                 progress=progress,
             )
             images = self.refiner.refine(
-                images, prompts, again, generator=generator, progress=progress, guidance=guidance,
-                callback=denoising_events(cycle),
-            )  # fmt: skip
+                images,
+                prompts,
+                again,
+                generator=generator,
+                progress=progress,
+                guidance=guidance,
+                callback=_step_events(callback, "stage2", cycle=cycle),
+            )
         _sync(self.device)
         return images
 
@@ -469,6 +458,21 @@ class TCIGPipeline:
 def _labels_by_key(segmenters: list[tuple[Segmenter, float]]) -> dict[str, list[str] | None]:
     """Each segmenter's labels under a unique key (the same model may guide twice)."""
     return {f"{seg.name} (#{i})": seg.labels for i, (seg, _) in enumerate(segmenters)}
+
+
+def _step_events(callback: Callable[[dict], None] | None, stage: str, **extra) -> StepCallback | None:
+    """A sampling-step callback that reports to ``callback`` as ``{"stage": stage, "step", "steps", **extra}``."""
+    if callback is None:
+        return None
+    return lambda step, steps: callback({"stage": stage, "step": step, "steps": steps, **extra})
+
+
+def _optimizer_events(callback: Callable[[dict], None] | None, stage: str, steps: int, **extra):
+    """A stage-1 step callback that reports to ``callback`` as ``{"stage": stage, "steps": steps, **extra}`` and the
+    step's record (``step`` from 0, losses, images)."""
+    if callback is None:
+        return None
+    return lambda info: callback({"stage": stage, "steps": steps, **extra, **info})
 
 
 def _multiple_of_8(value: float) -> int:

@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 STATIC = resources.files("tcig.app") / "static"
-_JOB = re.compile(r"^/api/jobs/([0-9a-f]{16})(/preview\.png|/cancel)?$")
+_JOB = re.compile(r"^/api/jobs/([0-9a-f]{16})(/preview\.png|/outlined\.png|/cancel)?$")
 
 
 class AppServer(ThreadingHTTPServer):
@@ -79,11 +79,12 @@ class Handler(BaseHTTPRequestHandler):
         if match and match.group(2) is None:
             job = studio.job(match.group(1))
             return self._json(studio.queue.status(job))
-        if match and match.group(2) == "/preview.png":
+        if match and match.group(2) in ("/preview.png", "/outlined.png"):
             job = studio.job(match.group(1))
-            if job.preview is None:
-                return self._error(HTTPStatus.NOT_FOUND, "no stage-1 image yet")
-            return self._send(job.preview, "image/png")
+            image = job.preview if match.group(2) == "/preview.png" else job.outlined
+            if image is None:
+                return self._error(HTTPStatus.NOT_FOUND, "no such image yet")
+            return self._send(image, "image/png")
         return self._error(HTTPStatus.NOT_FOUND, f"nothing at {path[:80]}")
 
     def _post(self, path: str) -> None:

@@ -80,6 +80,7 @@ class Studio:
     out_dir: Path
     examples: Path | None = None
     painter: Painter = field(init=False)
+    queue: JobQueue = field(init=False)
     history: list[dict] = field(default_factory=list, init=False)
     _files: set[str] = field(default_factory=set, init=False)
     _examples: dict[str, dict] | None = field(default=None, init=False)
@@ -105,7 +106,7 @@ class Studio:
             settings.append(
                 {
                     "key": key,
-                    "group": {Stage1Settings: "stage 1", Stage2Settings: "stage 2"}.get(o.group, "stage 1"),
+                    "group": "stage 2" if o.group is Stage2Settings else "stage 1",
                     "kind": o.kind.__name__,
                     "default": getattr(defaults, o.name),
                     "help": o.help,
@@ -217,14 +218,12 @@ class Studio:
         job.progress("starting")
 
         def events(event: dict) -> None:
-            stage = event["stage"]
-            if stage == "stage1":
-                step = event["step"] + 1
-                if step % PREVIEW_EVERY == 0 or step == event["steps"]:
-                    job.set_preview(encode_png(tensor_to_pil(event["images"][0].float().cpu())))
-                job.progress(stage, step, event["steps"])
-            else:
-                job.progress(stage, event.get("step", 0), event.get("steps", 0))
+            stage, step = event["stage"], event["step"]
+            if stage in ("stage1", "cycle"):  # optimizer steps count from 0
+                step += 1
+            if stage == "stage1" and (step % PREVIEW_EVERY == 0 or step == event["steps"]):
+                job.set_preview(encode_png(tensor_to_pil(event["images"][0].float().cpu())))
+            job.progress(stage, step, event["steps"])
 
         try:
             output = self.pipe(
@@ -256,7 +255,7 @@ class Studio:
         }
         written = write_outputs(output, self.out_dir, stem, record, colours=colours)
         final = tensor_to_pil(output.images[0])
-        outlined = encode_png(draw_outlines(final, layout))
+        job.outlined = encode_png(draw_outlines(final, layout))
         names = {
             "image": f"{stem}.png",
             "stage1": f"{stem}_stage1.png",
@@ -272,7 +271,7 @@ class Studio:
             "prompt": req.prompt,
             "seed": req.seed,
             "files": {key: f"/files/{name}" for key, name in names.items()},
-            "outlined": "data:image/png;base64," + base64.b64encode(outlined).decode(),
+            "outlined": f"/api/jobs/{job.id}/outlined.png",
             "timings": output.timings,
         }
         with self._lock:
@@ -306,7 +305,7 @@ class Studio:
         texts = {layout.classes[i]: text for i, text in layout.region_texts.items()}
         return {
             "name": name,
-            "painting": "data:image/png;base64," + base64.b64encode(encode_png(rgba)).decode(),
+            "painting": data_url(encode_png(rgba)),
             "height": height,
             "width": width,
             "prompt": layout.prompt,
@@ -325,7 +324,7 @@ class Studio:
                 except TCIGError as err:
                     logger.debug("example %s left out: %s", path, err)
                     continue
-                thumbnail = "data:image/png;base64," + base64.b64encode(encode_png(rgba)).decode()
+                thumbnail = data_url(encode_png(rgba))
                 self._examples[path.relative_to(self.examples).as_posix()] = {"path": path, "thumbnail": thumbnail}
         return self._examples
 
@@ -372,6 +371,10 @@ def _choice(value: Any, names: tuple[str, ...] | list[str], what: str) -> str | 
     if value not in names:
         raise ConfigError(f"unknown {what} '{str(value)[:40]}'; use one of {', '.join(names)}")
     return value
+
+
+def data_url(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode()
 
 
 def data_url_bytes(value: Any) -> bytes:

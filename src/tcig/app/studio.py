@@ -83,13 +83,14 @@ class Studio:
     queue: JobQueue = field(init=False)
     history: list[dict] = field(default_factory=list, init=False)
     _files: set[str] = field(default_factory=set, init=False)
-    _examples: dict[str, dict] | None = field(default=None, init=False)
+    _examples: dict[str, dict] = field(default_factory=dict, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
     def __post_init__(self) -> None:
         labels = [seg.labels for seg, _ in self.pipe.segmenters]
         natural = self.pipe.model_set.colours() if self.pipe.model_set else None
         self.painter = Painter.create(merged_labels(labels), natural, any(lab is None for lab in labels))
+        self._examples = self._find_examples()
         self.queue = JobQueue(self.run)
 
     # --- what the page asks -------------------------------------------------------------------------------------
@@ -315,8 +316,15 @@ class Studio:
 
     def examples_found(self) -> dict[str, dict]:
         """The example layouts the painter can show (their classes known to the guides), by relative name."""
-        if self._examples is None:
-            self._examples = {}
+        return self._examples
+
+    def _find_examples(self) -> dict[str, dict]:
+        """Read every example once, at start-up; what the readers say of them is for the log's details only."""
+        found = {}
+        readers = logging.getLogger("tcig.layout")
+        level = readers.level
+        readers.setLevel(logging.ERROR)  # before the server serves: no other thread logs yet
+        try:
             for path in _example_candidates(self.examples):
                 try:
                     layout = read_layout(path)
@@ -325,8 +333,10 @@ class Studio:
                     logger.debug("example %s left out: %s", path, err)
                     continue
                 thumbnail = data_url(encode_png(rgba))
-                self._examples[path.relative_to(self.examples).as_posix()] = {"path": path, "thumbnail": thumbnail}
-        return self._examples
+                found[path.relative_to(self.examples).as_posix()] = {"path": path, "thumbnail": thumbnail}
+        finally:
+            readers.setLevel(level)
+        return found
 
 
 def _example_candidates(folder: Path | None) -> list[Path]:

@@ -385,3 +385,30 @@ def test_the_command_refuses_remote_hosts_and_bad_ports(capsys):
     assert "--allow-remote" in capsys.readouterr().err
     assert main(["app", "--port", "70000"]) == 2
     assert "0..65535" in capsys.readouterr().err
+
+
+def test_an_open_vocabulary_guide_lets_the_page_add_classes(tiny, tmp_path):
+    from tcig.app.studio import Studio
+    from tcig.models.model_sets import load_model_set
+    from tcig.pipeline import TCIGPipeline
+
+    guides = [(str(tiny["segformer"]), 1.0), (str(tiny["clipseg"]), 1.0)]
+    model_set = load_model_set(str(tiny["model_set"])).with_overrides(segmenters=guides)
+    studio = Studio(TCIGPipeline.from_model_set(model_set), tmp_path)
+    try:
+        assert studio.config()["open_vocabulary"] and [c["name"] for c in studio.config()["classes"]] == SEG_LABELS
+        classes = studio.add_class({"name": "lighthouse"})["classes"]
+        colour = next(c["colour"] for c in classes if c["name"] == "lighthouse")
+        rgba = np.zeros((16, 16, 4), np.uint8)
+        rgba[..., :3] = [int(colour[i : i + 2], 16) for i in (1, 3, 5)]
+        rgba[..., 3] = 255
+        png = io.BytesIO()
+        Image.fromarray(rgba).save(png, format="PNG")
+        body = {"painting": "data:image/png;base64," + base64.b64encode(png.getvalue()).decode()}
+        layout = studio.painted_layout({**body, "region_texts": {"lighthouse": "a white lighthouse"}})
+        assert layout.classes == ["lighthouse"] and layout.region_texts == {0: "a white lighthouse"}
+        # the open-vocabulary guide is queried with the region text; the fixed one knows no lighthouse
+        terms = studio.pipe.seg_terms(layout, 1)
+        assert [t.queries for t in terms] == [["a white lighthouse"]]
+    finally:
+        studio.queue.close()

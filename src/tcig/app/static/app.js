@@ -228,6 +228,7 @@ function canvasPoint(event) {
 let lastPoint = null;
 
 canvas.addEventListener("pointerdown", (event) => {
+  if (event.button !== 0) return;
   const colour = currentColour();
   if (!colour) return showMessage("pick a class to paint first");
   pushUndo();

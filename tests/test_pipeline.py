@@ -190,3 +190,11 @@ def test_progress_events_follow_every_step_and_an_exception_stops_the_call(pipe)
 
     with pytest.raises(Stop):
         pipe("a boat", _layout(), stage2=STAGE2, callback=stop_in_stage2, **run)
+
+
+def test_the_image_space_refiner_reports_its_steps_too(tiny):
+    ms = load_model_set(str(tiny["model_set"])).with_overrides(refiner=str(tiny["pixel"]))
+    pixel = TCIGPipeline.from_model_set(ms)
+    events = []
+    pixel("a boat", _layout(), stage1=FAST, stage2=STAGE2, generator=_gen(), callback=events.append, progress=False)
+    assert [(e["step"], e["steps"]) for e in events if e["stage"] == "stage2"] == [(1, 2), (2, 2)]

@@ -246,7 +246,21 @@ canvas.addEventListener("pointerdown", (event) => {
   redraw();
 });
 
+function showBrush(event) {
+  const cursor = $("brush-cursor");
+  cursor.hidden = state.tool === "fill" || !event;
+  if (cursor.hidden) return;
+  const rect = canvas.getBoundingClientRect();
+  const size = (Number($("brush-size").value) * rect.width) / canvas.width;
+  cursor.style.width = cursor.style.height = `${size}px`;
+  cursor.style.left = `${event.clientX - rect.left - size / 2}px`;
+  cursor.style.top = `${event.clientY - rect.top - size / 2}px`;
+}
+
+canvas.addEventListener("pointerleave", () => showBrush(null));
+
 canvas.addEventListener("pointermove", (event) => {
+  showBrush(event);
   if (!lastPoint) return;
   const point = canvasPoint(event);
   line(lastPoint, point, currentColour());

@@ -318,7 +318,7 @@ def test_the_api_generates_and_serves_the_files_without_overwriting(served):
     second = wait_for(server, call(server, "POST", "/api/generate", body)[1]["id"])
     assert first["state"] == second["state"] == "done", (first["error"], second["error"])
     assert first["result"]["name"] == "painting_s5" and second["result"]["name"] == "painting_2_s5"
-    for key, url in first["result"]["files"].items():
+    for key, url in first["result"]["items"][0]["files"].items():
         code, data = call(server, "GET", url)
         assert code == 200 and data == (out / url.rsplit("/", 1)[1]).read_bytes(), key
     layout = read_layout(out / "painting_s5_layout.png")
@@ -326,10 +326,18 @@ def test_the_api_generates_and_serves_the_files_without_overwriting(served):
     assert (np.array(layout.classes)[layout.label_map.numpy()] == names).all()
     sidecar = json.loads((out / "painting_s5.json").read_text())
     assert sidecar["settings"]["stage1"]["steps"] == 2 and sidecar["layout"] == "painting_s5_layout.png"
-    for image in ("preview", "outlined"):
+    for image in ("preview", "outlined/0"):
         assert call(server, "GET", f"/api/jobs/{first['id']}/{image}.png")[1][:4] == b"\x89PNG"
+    assert call(server, "GET", f"/api/jobs/{first['id']}/outlined/1.png")[0] == 404
+    # several images from one run: tcig generate's names, one layout for all
+    third = wait_for(server, call(server, "POST", "/api/generate", {**body, "seed": 6, "num_images": 2})[1]["id"])
+    assert [item["name"] for item in third["result"]["items"]] == ["painting_s6_0", "painting_s6_1"]
+    assert {p.name for p in out.glob("painting_s6*")} == {
+        f"painting_s6{suffix}" for suffix in ("_0.png", "_0_stage1.png", "_0_sheet.png", "_0.json", "_1.png",
+                                             "_1_stage1.png", "_1_sheet.png", "_1.json", "_layout.png", "_layout.json")
+    }  # fmt: skip
     history = call(server, "GET", "/api/config")[1]["history"]
-    assert [h["name"] for h in history] == ["painting_2_s5", "painting_s5"]
+    assert [h["name"] for h in history] == ["painting_s6_0", "painting_s6_1", "painting_2_s5", "painting_s5"]
 
 
 @pytest.mark.parametrize(
@@ -341,6 +349,7 @@ def test_the_api_generates_and_serves_the_files_without_overwriting(served):
         ({"settings": {"height": 64}}, 400, "unknown setting 'height'"),
         ({"painting": "data:image/png;base64,AAAA"}, 400, "readable PNG"),
         ({"client": None}, 400, "client"),
+        ({"num_images": 9}, 400, "images per run"),
     ],
 )
 def test_bad_requests_get_one_line(served, change, status, message):

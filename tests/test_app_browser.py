@@ -180,6 +180,7 @@ def test_paint_generate_download(app, page, tmp_path):
     assert names == {"sea", "sky"}
     page.wait_for_function("document.querySelector('#classes li[data-name=\"sky\"] .area').textContent !== ''")
 
+    page.fill("#num-images", "2")
     start_run(page, "a calm sea under a blue sky", 3)
     page.wait_for_function("document.getElementById('preview').src !== ''", timeout=RUN_TIMEOUT_MS)
     page.wait_for_function("document.getElementById('status').textContent.startsWith('done')", timeout=RUN_TIMEOUT_MS)
@@ -189,14 +190,17 @@ def test_paint_generate_download(app, page, tmp_path):
     if os.environ.get("TCIG_APP_SCREENSHOT"):
         page.screenshot(path=os.environ["TCIG_APP_SCREENSHOT"], full_page=True)
 
+    assert page.locator("#choices button").count() == 2
+    page.click("#choices button >> nth=1")  # the second image, and its files
+    page.wait_for_function("document.getElementById('final').src.endsWith('/outlined/1.png')")
     files = {}
     for key in ("image", "sheet", "layout", "layout_classes", "sidecar"):
         with page.expect_download() as download:
             page.click(f'#downloads a[data-file="{key}"]')
         files[key] = tmp_path / download.value.suggested_filename
         download.value.save_as(files[key])
-    assert files["image"].name == "painting_s3.png" and (out / "painting_s3.png").is_file()
-    assert files["sidecar"].name == "painting_s3.json"
+    assert files["image"].name == "painting_s3_1.png" and (out / "painting_s3_0.png").is_file()
+    assert files["sidecar"].name == "painting_s3_1.json" and files["layout"].name == "painting_s3_layout.png"
     assert json.loads(files["sidecar"].read_text())["seed"] == 3
 
     # the layout downloaded is the one painted, and tcig generate reads it back
@@ -214,14 +218,16 @@ def test_paint_generate_download(app, page, tmp_path):
 
     model_set = load_model_set("scenes")
     evaluator = load_segmenter(model_set.evaluator)
-    result = pil_to_tensor(Image.open(files["image"]))[None]
+    result = torch.stack([pil_to_tensor(Image.open(out / f"painting_s3_{i}.png")) for i in range(2)])
     ours = layout_scores(evaluator, result, layout)
     refiner = load_refiner(model_set.refiner)
     alone = refiner.text_to_image(
         [layout.prompt] * 2, 64, 64, model_set.stage2_settings(), torch.Generator().manual_seed(0), progress=False
     )
     theirs = layout_scores(evaluator, alone, layout)["miou"]
-    assert ours["miou"] > theirs + 0.2, (ours["miou"], theirs)
+    # measured here: mIoU 0.395 (IoU sky 0.998, sea 0.975) against 0.125 (sky 0.734, sea 0.143); the mIoU counts
+    # the few pixels the evaluator gives other classes, so each painted class's IoU is checked too
+    assert ours["miou"] > theirs + 0.15, (ours["miou"], theirs)
     assert min(ours["class_iou"].values()) > 0.8, ours["class_iou"]
 
 

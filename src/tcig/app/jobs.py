@@ -41,8 +41,8 @@ class Job:
     preview: bytes | None = None
     preview_version: int = 0
     result: dict | None = None
-    outlined: bytes | None = None
-    """The final image with the layout outlined (PNG), for the page."""
+    outlined: list[bytes] = field(default_factory=list)
+    """The final images with the layout outlined (PNG), for the page."""
     error: str | None = None
     created: float = field(default_factory=time.time)
     cancel_requested: threading.Event = field(default_factory=threading.Event)

@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 STATIC = resources.files("tcig.app") / "static"
-_JOB = re.compile(r"^/api/jobs/([0-9a-f]{16})(/preview\.png|/outlined\.png|/cancel)?$")
+_JOB = re.compile(r"^/api/jobs/([0-9a-f]{16})(/preview\.png|/outlined/(\d{1,2})\.png|/cancel)?$")
 
 
 class AppServer(ThreadingHTTPServer):
@@ -79,9 +79,10 @@ class Handler(BaseHTTPRequestHandler):
         if match and match.group(2) is None:
             job = studio.job(match.group(1))
             return self._json(studio.queue.status(job))
-        if match and match.group(2) in ("/preview.png", "/outlined.png"):
+        if match and match.group(2) and match.group(2).endswith(".png"):
             job = studio.job(match.group(1))
-            image = job.preview if match.group(2) == "/preview.png" else job.outlined
+            index = match.group(3)
+            image = job.preview if index is None else dict(enumerate(job.outlined)).get(int(index))
             if image is None:
                 return self._error(HTTPStatus.NOT_FOUND, "no such image yet")
             return self._send(image, "image/png")

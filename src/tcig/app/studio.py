@@ -19,7 +19,7 @@ from tcig.app.painting import Painter, decode_png, encode_png, merged_labels, re
 from tcig.app.uploads import MAX_PIXELS, MAX_UPLOAD_BYTES, decode_files, read_uploaded_layout
 from tcig.errors import ConfigError, LayoutError, TCIGError
 from tcig.io.names import check_name
-from tcig.io.outputs import output_files, write_outputs
+from tcig.io.outputs import output_files, output_names, write_outputs
 from tcig.io.pictures import draw_outlines, tensor_to_pil
 from tcig.layout import Layout
 from tcig.layout.convert import write_layout
@@ -46,6 +46,9 @@ APP_SETTINGS = tuple(o.key for o in OPTIONS.values() if o.group is not SizeSetti
 """The settings the page offers: every stage-1 and stage-2 setting and what stage 1 optimizes; the canvas gives the
 output size."""
 
+MAX_APP_IMAGES = 8
+"""Images one run of the page may make (optimized as one batch)."""
+
 PREVIEW_EVERY = 3
 """Stage-1 steps between two previews of the image as it forms."""
 
@@ -64,6 +67,7 @@ class Request:
     stage2: Stage2Settings | None
     sizes: dict
     base: str
+    num_images: int = 1
 
 
 @dataclass
@@ -128,7 +132,7 @@ class Studio:
             "refiner": self.pipe.refiner is not None,
             "vocabularies": list(VOCABULARY_NAMES),
             "palettes": list(PALETTE_NAMES),
-            "limits": {"upload_bytes": MAX_UPLOAD_BYTES, "pixels": MAX_PIXELS},
+            "limits": {"upload_bytes": MAX_UPLOAD_BYTES, "pixels": MAX_PIXELS, "images": MAX_APP_IMAGES},
             "examples": [{"name": name, "thumbnail": ex["thumbnail"]} for name, ex in self.examples_found().items()],
             "history": self.history,
         }
@@ -209,7 +213,10 @@ class Studio:
         sizes.check()
         base = body.get("name") or "painting"
         base = check_name(str(base)[:60], "the layout name")
-        return Request(layout, prompt.strip(), seed, stage1, stage2, vars(sizes), base)
+        count = body.get("num_images", 1)
+        if type(count) is not int or not 1 <= count <= MAX_APP_IMAGES:
+            raise ConfigError(f"images per run must be a whole number from 1 to {MAX_APP_IMAGES}, got {count!r}"[:120])
+        return Request(layout, prompt.strip(), seed, stage1, stage2, vars(sizes), base, count)
 
     # --- running ------------------------------------------------------------------------------------------------
 
@@ -234,6 +241,7 @@ class Studio:
                 stage1=req.stage1,
                 stage2=req.stage2,
                 refine=req.stage2 is not None,
+                num_images=req.num_images,
                 generator=torch.Generator().manual_seed(req.seed),
                 callback=events,
                 progress=False,
@@ -244,7 +252,7 @@ class Studio:
         layout = output.layout
         layout.prompt = req.prompt
         colours = self.painter_colours(layout)
-        stem = self._free_stem(req.base, req.seed)
+        stem = self._free_stem(req.base, req.seed, req.num_images)
         layout_files = write_layout(layout, self.out_dir / f"{stem}{LAYOUT_SUFFIX}.png", to="ids")
         record = {
             "tcig_version": __version__,
@@ -255,30 +263,26 @@ class Studio:
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         written = write_outputs(output, self.out_dir, stem, record, colours=colours)
-        final = tensor_to_pil(output.images[0])
-        job.outlined = encode_png(draw_outlines(final, layout))
-        names = {
-            "image": f"{stem}.png",
-            "stage1": f"{stem}_stage1.png",
-            "sheet": f"{stem}_sheet.png",
-            "sidecar": f"{stem}.json",
-            "layout": layout_files[0].name,
-            "layout_classes": layout_files[1].name,
-        }
+        job.outlined = [encode_png(draw_outlines(tensor_to_pil(image), layout)) for image in output.images]
+        items = []
+        shared = {"layout": layout_files[0].name, "layout_classes": layout_files[1].name}
+        for i, name in enumerate(output_names(stem, req.num_images)):
+            files = {"image": f"{name}.png", "stage1": f"{name}_stage1.png", "sheet": f"{name}_sheet.png"}
+            files |= {"sidecar": f"{name}.json", **shared}
+            items.append(
+                {
+                    "name": name,
+                    "prompt": req.prompt,
+                    "seed": req.seed,
+                    "files": {key: f"/files/{file}" for key, file in files.items()},
+                    "outlined": f"/api/jobs/{job.id}/outlined/{i}.png",
+                }
+            )
         with self._lock:
             self._files.update(p.name for p in [*written, *layout_files])
-        result = {
-            "name": stem,
-            "prompt": req.prompt,
-            "seed": req.seed,
-            "files": {key: f"/files/{name}" for key, name in names.items()},
-            "outlined": f"/api/jobs/{job.id}/outlined.png",
-            "timings": output.timings,
-        }
-        with self._lock:
-            self.history.insert(0, result)
+            self.history[:0] = items
         logger.info("wrote %s", ", ".join(str(p) for p in [*layout_files, *written]))
-        return result
+        return {"name": stem, "items": items, "timings": output.timings}
 
     def painter_colours(self, layout: Layout):
         """The colours the classes of ``layout`` were painted in (for the contact sheet)."""
@@ -287,11 +291,11 @@ class Studio:
         index = {name: i for i, name in enumerate(painter.classes)}
         return painter.colours[[index[name] for name in layout.classes]] if set(layout.classes) <= set(index) else None
 
-    def _free_stem(self, base: str, seed: int) -> str:
+    def _free_stem(self, base: str, seed: int, num_images: int) -> str:
         """``{base}_s{seed}``, or ``{base}_{n}_s{seed}`` for the first n whose files do not exist yet."""
         for n in range(1, 100_000):
             stem = f"{base}_s{seed}" if n == 1 else f"{base}_{n}_s{seed}"
-            files = output_files(stem, 1) + [f"{stem}{LAYOUT_SUFFIX}.png", f"{stem}{LAYOUT_SUFFIX}.json"]
+            files = output_files(stem, num_images) + [f"{stem}{LAYOUT_SUFFIX}.png", f"{stem}{LAYOUT_SUFFIX}.json"]
             if not any((self.out_dir / f).exists() for f in files):
                 return stem
         raise TCIGError(f"the output folder '{self.out_dir}' holds too many results named '{base}'; use another")

@@ -454,16 +454,19 @@ async function generate() {
   if (!prompt) return showMessage("type a prompt that describes the image");
   const seed = $("seed").value.trim();
   if (!/^\d+$/.test(seed)) return showMessage("the seed must be a whole number >= 0");
+  const count = Number($("num-images").value), most = state.config.limits.images;
+  if (!(Number.isInteger(count) && count >= 1 && count <= most)) return showMessage(`images per run: 1 to ${most}`);
   showMessage("");
   try {
     const status = await api("/api/generate", {
       client: state.client, painting: painting(), region_texts: regionTexts(), prompt, seed: Number(seed),
-      refine: $("refine").checked, settings: settings(), name: state.name,
+      refine: $("refine").checked, settings: settings(), name: state.name, num_images: count,
     });
     state.job = status.id;
     $("preview").removeAttribute("src");
     $("final").removeAttribute("src");
     $("downloads").replaceChildren();
+    $("choices").replaceChildren();
     $("cancel").disabled = false;
     showStatus(status);
     poll();
@@ -519,12 +522,12 @@ function showStatus(status) {
   if (status.state === "done") showResult(status.result);
 }
 
-function downloadLinks(result) {
+function downloadLinks(item) {
   const labels = { image: "image", sheet: "contact sheet", layout: "layout (label ids)", layout_classes: "layout classes", sidecar: "settings (JSON)", stage1: "stage-1 image" };
   return Object.entries(labels).map(([key, label]) => {
     const link = document.createElement("a");
-    link.href = result.files[key];
-    link.download = result.files[key].split("/").pop();
+    link.href = item.files[key];
+    link.download = item.files[key].split("/").pop();
     link.textContent = label;
     link.dataset.file = key;
     return link;
@@ -532,22 +535,35 @@ function downloadLinks(result) {
 }
 
 function showResult(result) {
-  $("final").src = result.outlined;
-  $("downloads").replaceChildren(...downloadLinks(result));
-  const known = document.querySelector(`#history [data-name="${CSS.escape(result.name)}"]`);
-  if (!known) $("history").prepend(historyCard(result));
+  const items = result.items;
+  showItem(items[0]);
+  $("choices").replaceChildren(...(items.length > 1 ? items.map((item) => {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.title = `Show ${item.name}`;
+    button.append(Object.assign(document.createElement("img"), { src: item.files.image, alt: item.name }), item.name);
+    button.addEventListener("click", () => showItem(item));
+    return button;
+  }) : []));
+  const known = document.querySelector(`#history [data-name="${CSS.escape(items[0].name)}"]`);
+  if (!known) $("history").prepend(...items.map(historyCard));
 }
 
-function historyCard(result) {
+function showItem(item) {
+  $("final").src = item.outlined;
+  $("downloads").replaceChildren(...downloadLinks(item));
+}
+
+function historyCard(item) {
   const card = document.createElement("div");
   card.className = "card";
-  card.dataset.name = result.name;
-  const image = Object.assign(document.createElement("img"), { src: result.files.image, alt: result.prompt });
+  card.dataset.name = item.name;
+  const image = Object.assign(document.createElement("img"), { src: item.files.image, alt: item.prompt });
   const caption = document.createElement("div");
-  caption.textContent = `${result.prompt} (seed ${result.seed})`;
+  caption.textContent = `${item.prompt} (seed ${item.seed})`;
   const links = document.createElement("div");
   links.className = "links";
-  links.append(...downloadLinks(result));
+  links.append(...downloadLinks(item));
   card.append(image, caption, links);
   return card;
 }

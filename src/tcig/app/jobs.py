@@ -112,9 +112,8 @@ class JobQueue:
             if job is None or job.finished:
                 return job
             job.cancel_requested.set()
-            waiting = self._waiting.get(job.client, [])
-            if job in waiting:
-                waiting.remove(job)
+            if job in self._waiting.get(job.client, []):
+                self._take(job)
                 job.state = "cancelled"
             return job
 
@@ -168,13 +167,20 @@ class JobQueue:
                 order = self._order()
                 if order:
                     job = order[0]
-                    self._waiting[job.client].remove(job)
+                    self._take(job)
                     self._served[job.client] = self._served.get(job.client, 0) + 1
                     self._running, job.state = job, "running"
                     return job
                 self._served.clear()  # idle: everyone starts even again
                 self._lock.wait()
             return None
+
+    def _take(self, job: Job) -> None:
+        """Remove a waiting job (the caller holds the lock); a client with none left leaves the line."""
+        waiting = self._waiting[job.client]
+        waiting.remove(job)
+        if not waiting:
+            del self._waiting[job.client]
 
     def _work(self) -> None:
         while (job := self._next()) is not None:

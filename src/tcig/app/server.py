@@ -82,13 +82,17 @@ class Handler(BaseHTTPRequestHandler):
         if match and match.group(2) and match.group(2).endswith(".png"):
             job = studio.job(match.group(1))
             index = match.group(3)
-            image = job.preview if index is None else dict(enumerate(job.outlined)).get(int(index))
+            if index is None:
+                image = job.preview
+            else:
+                image = job.outlined[int(index)] if int(index) < len(job.outlined) else None
             if image is None:
                 return self._error(HTTPStatus.NOT_FOUND, "no such image yet")
             return self._send(image, "image/png")
         return self._error(HTTPStatus.NOT_FOUND, f"nothing at {path[:80]}")
 
     def _post(self, path: str) -> None:
+        body = self._body()  # read first, so that the connection stays usable whatever the answer
         studio = self.server.studio
         routes: dict[str, Callable[[dict], dict]] = {
             "/api/analyze": studio.analyze,
@@ -99,19 +103,19 @@ class Handler(BaseHTTPRequestHandler):
         }
         match = _JOB.match(path)
         if match and match.group(2) == "/cancel":
-            self._body()
             job = studio.queue.cancel(match.group(1))
             if job is None:
                 return self._error(HTTPStatus.NOT_FOUND, "no such run")
             return self._json(studio.queue.status(job))
         if path not in routes:
             return self._error(HTTPStatus.NOT_FOUND, f"nothing at {path[:80]}")
-        return self._json(routes[path](self._body()))
+        return self._json(routes[path](body))
 
     # --- plumbing -----------------------------------------------------------------------------------------------
 
     def _answer(self, route: Callable[[str], None]) -> None:
         if self.server.local_only and not self._local_host():
+            self.close_connection = True  # a body, if any, is left unread
             return self._error(HTTPStatus.FORBIDDEN, "this app answers on localhost only (see tcig app --help)")
         path = unquote(urlsplit(self.path).path)
         try:

@@ -8,7 +8,15 @@ import logging
 import webbrowser
 from pathlib import Path
 
-from tcig.cli.common import Command, HelpContext, add_output_arguments, output_folder, wait_seconds
+from tcig.cli.common import (
+    Command,
+    HelpContext,
+    add_device_arguments,
+    add_output_arguments,
+    add_pickle_argument,
+    output_folder,
+    wait_seconds,
+)
 from tcig.errors import ConfigError
 from tcig.models.model_sets import BUILTIN, load_model_set
 
@@ -42,11 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser, context: HelpContext) -> None
         help="folder of example layouts for the gallery (default ./examples, else the project's)",
     )
     parser.add_argument("--open", action="store_true", help="open the page in the default web browser")
-    parser.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps")
-    parser.add_argument("--dtype", default="auto", help="stage-2 dtype: auto, float32, float16, bfloat16")
-    parser.add_argument(
-        "--allow-pickle", action="store_true", help="allow pickle checkpoints (.bin/.pt/.ckpt): unpickling runs code"
-    )
+    add_device_arguments(parser)
+    add_pickle_argument(parser)
     parser.add_argument("-v", "--verbose", action="store_true", help="log details")
 
 

@@ -10,7 +10,14 @@ import time
 from pathlib import Path
 
 from tcig import __version__
-from tcig.cli.common import Command, HelpContext, add_output_arguments, output_folder, wait_seconds
+from tcig.cli.common import (
+    Command,
+    HelpContext,
+    add_output_arguments,
+    add_pickle_argument,
+    output_folder,
+    wait_seconds,
+)
 from tcig.io.files import write_json_atomically
 from tcig.models.devices import resolve_device, resolve_dtype
 from tcig.settings import OPTIONS
@@ -24,7 +31,7 @@ def add_arguments(batch: argparse.ArgumentParser, context: HelpContext) -> None:
     batch.add_argument("--models", default="sd15", help="a built-in model set or a model-set JSON file")
     batch.add_argument("--device", default="auto", help="auto (each process's accelerate device), cpu, cuda, ...")
     batch.add_argument("--dtype", default="auto", help="stage-2 dtype: auto, float32, float16, bfloat16")
-    batch.add_argument("--allow-pickle", action="store_true", help="allow .bin/.pt/.ckpt checkpoints (runs code)")
+    add_pickle_argument(batch)
     batch.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     batch.add_argument("-v", "--verbose", action="store_true", help="log details")
 

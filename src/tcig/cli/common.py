@@ -129,15 +129,26 @@ def output_folder(path: str | Path, *, wait: float | None = 0.0, lock: bool = Tr
 def add_run_arguments(run) -> None:
     """Seed, device, dtype, progress and verbosity, as ``tcig generate`` and ``tcig eval`` take them."""
     run.add_argument("--seed", type=int, default=0, help="random seed, 0..2**64-1 (default 0)")
-    run.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps")
-    run.add_argument(
+    add_device_arguments(run)
+    run.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    run.add_argument("-v", "--verbose", action="store_true", help="log details")
+
+
+def add_device_arguments(group) -> None:
+    """``--device`` and ``--dtype``."""
+    group.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps")
+    group.add_argument(
         "--dtype",
         default="auto",
         help="stage-2 dtype: auto (float32 on CPU, float16 on GPU), float32, float16, bfloat16; stage 1 uses mixed "
         "precision on GPUs",
     )
-    run.add_argument("--no-progress", action="store_true", help="hide the progress bars")
-    run.add_argument("-v", "--verbose", action="store_true", help="log details")
+
+
+def add_pickle_argument(group) -> None:
+    """``--allow-pickle``, for the commands that load models."""
+    help = "allow pickle checkpoints (.bin/.pt/.ckpt); unpickling can run code"
+    group.add_argument("--allow-pickle", action="store_true", help=help)
 
 
 # --- comma lists on the command line ---------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from tcig.cli.common import (
     Command,
     HelpContext,
     add_output_arguments,
+    add_pickle_argument,
     add_run_arguments,
     assignments,
     float_list,
@@ -70,7 +71,7 @@ def add_arguments(ev: argparse.ArgumentParser, context: HelpContext) -> None:
         help="KID/FID features: 'evaluator' (its backbone; default, since stage 1 optimizes the guiding CLIP and "
         "would fool its features) or a CLIP id or folder",
     )
-    models.add_argument("--allow-pickle", action="store_true", help="allow pickle checkpoints (runs their code)")
+    add_pickle_argument(models)
 
     methods = ev.add_argument_group("methods and sweeps")
     methods.add_argument("--methods", default=",".join(METHODS), help=f"comma list of {', '.join(METHODS)} (all)")

@@ -14,6 +14,7 @@ from tcig.cli.common import (
     Command,
     HelpContext,
     add_output_arguments,
+    add_pickle_argument,
     add_run_arguments,
     add_setting_arguments,
     given_settings,
@@ -91,11 +92,7 @@ def add_arguments(gen: argparse.ArgumentParser, context: HelpContext) -> None:
     models.add_argument(
         "--refiner", help="override the stage-2 model (diffusers img2img id/folder, or an image-space model folder)"
     )
-    models.add_argument(
-        "--allow-pickle",
-        action="store_true",
-        help="allow pickle checkpoints (.bin/.pt/.ckpt); unpickling can run code",
-    )
+    add_pickle_argument(models)
 
     add_setting_arguments(gen.add_argument_group("size"), SizeSettings, context)
     add_setting_arguments(

@@ -109,6 +109,11 @@ def test_open_vocabulary_painters_take_new_classes_and_fixed_ones_refuse():
         fixed.painting(Layout(torch.zeros(8, 8, dtype=torch.long), ["lighthouse"]), 8, 8)
     open_painter = Painter.create([], open_vocabulary=True).with_class("red  lighthouse")
     assert open_painter.classes == ("red lighthouse",)
+    natural = {"sky": (120, 160, 220), "sea": (40, 90, 160)}
+    grown = Painter.create(["sky", "sea"], natural, open_vocabulary=True)
+    for name in ("water", "ocean", "lake", "river"):  # dataset colours near the sea's
+        grown = grown.with_class(name)
+    assert distances(grown.colours).min() >= MIN_SEPARATION and tuple(grown.colours[1]) == natural["sea"]
     rgba, grown = open_painter.painting(Layout(torch.tensor([[0, 1]]).repeat(8, 4), ["sky", "red lighthouse"]), 8, 8)
     assert grown.classes == ("red lighthouse", "sky") and tuple(grown.colours[0]) == tuple(open_painter.colours[0])
 

@@ -44,8 +44,11 @@ def merged_labels(label_lists: Sequence[Sequence[str] | None]) -> list[str]:
     return merged
 
 
-def paint_colours(classes: Sequence[str], natural: Mapping[str, Sequence[int]] | None = None) -> np.ndarray:
-    """``uint8 [K, 3]``: one fixed colour per class, kept at least :data:`MIN_SEPARATION` from every other.
+def paint_colours(
+    classes: Sequence[str], natural: Mapping[str, Sequence[int]] | None = None, taken: np.ndarray | None = None
+) -> np.ndarray:
+    """``uint8 [K, 3]``: one fixed colour per class, kept at least :data:`MIN_SEPARATION` from every other and from
+    the colours already ``taken`` (``[N, 3]``, classes painted before these).
 
     A class keeps its natural colour (the model set's, else its dataset colour; see
     :func:`tcig.io.pictures.layout_colours`) when that is far enough from the colours taken before it; otherwise it
@@ -55,7 +58,8 @@ def paint_colours(classes: Sequence[str], natural: Mapping[str, Sequence[int]] |
     levels = np.rint(np.linspace(0, 255, 9))  # whole numbers: rounding at the end must not bring colours closer
     grid = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), -1).reshape(-1, 3)
     spare = np.concatenate([grid, palette(max(256, 2 * len(classes))).astype(np.float64)])
-    taken = np.zeros((0, 3))
+    before = 0 if taken is None else len(taken)
+    taken = np.zeros((0, 3)) if taken is None else taken.astype(np.float64)
     for colour in preferred:
         if len(taken):
             candidates = np.concatenate([colour[None], spare])
@@ -66,7 +70,7 @@ def paint_colours(classes: Sequence[str], natural: Mapping[str, Sequence[int]] |
             else:
                 colour = candidates[int(gaps.argmax())]
         taken = np.concatenate([taken, colour[None]])
-    return taken.astype(np.uint8)
+    return taken[before:].astype(np.uint8)
 
 
 def snap_tolerance(colours: np.ndarray) -> float:
@@ -106,8 +110,8 @@ class Painter:
             return self
         if len(self.classes) >= 254:
             raise LayoutError("the painter holds at most 254 classes")
-        colours = paint_colours([*self.classes, name], natural)
-        return Painter((*self.classes, name), np.concatenate([self.colours, colours[-1:]]), True)
+        colour = paint_colours([name], natural, taken=self.colours)
+        return Painter((*self.classes, name), np.concatenate([self.colours, colour]), True)
 
     def describe(self) -> list[dict]:
         return [

@@ -87,14 +87,16 @@ class Studio:
     queue: JobQueue = field(init=False)
     history: list[dict] = field(default_factory=list, init=False)
     _files: set[str] = field(default_factory=set, init=False)
-    _examples: dict[str, dict] = field(default_factory=dict, init=False)
+    gallery: dict[str, dict] = field(default_factory=dict, init=False)
+    """The example layouts the painter can show (their classes known to the guides) by relative name: their path
+    and a thumbnail."""
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
     def __post_init__(self) -> None:
         labels = [seg.labels for seg, _ in self.pipe.segmenters]
         natural = self.pipe.model_set.colours() if self.pipe.model_set else None
         self.painter = Painter.create(merged_labels(labels), natural, any(lab is None for lab in labels))
-        self._examples = self._find_examples()
+        self.gallery = self._find_examples()
         self.queue = JobQueue(self.run)
 
     # --- what the page asks -------------------------------------------------------------------------------------
@@ -133,7 +135,7 @@ class Studio:
             "vocabularies": list(VOCABULARY_NAMES),
             "palettes": list(PALETTE_NAMES),
             "limits": {"upload_bytes": MAX_UPLOAD_BYTES, "pixels": MAX_PIXELS, "images": MAX_APP_IMAGES},
-            "examples": [{"name": name, "thumbnail": ex["thumbnail"]} for name, ex in self.examples_found().items()],
+            "examples": [{"name": name, "thumbnail": ex["thumbnail"]} for name, ex in self.gallery.items()],
             "history": self.history,
         }
 
@@ -145,18 +147,17 @@ class Studio:
 
     def load_layout(self, body: dict) -> dict:
         """An uploaded layout painted on a canvas of its aspect ratio at the model set's resolution."""
-        vocabulary = _choice(body.get("vocabulary"), VOCABULARY_NAMES, "vocabulary")
-        palette = _choice(body.get("palette"), PALETTE_NAMES, "palette")
+        # the readers check the names, as they do for tcig generate's --vocabulary and --palette
+        vocabulary, palette = (str(body[key]) if body.get(key) else None for key in ("vocabulary", "palette"))
         files = decode_files(body.get("files"))
         layout = read_uploaded_layout(files, vocabulary, palette)
         return self._show(layout, Path(files[0][0]).stem)
 
     def load_example(self, body: dict) -> dict:
         name = body.get("name")
-        found = self.examples_found()
-        if name not in found:
+        if not isinstance(name, str) or name not in self.gallery:
             raise LayoutError(f"there is no example '{str(name)[:80]}'; pick one of the gallery")
-        return self._show(read_layout(found[name]["path"]), Path(name).stem)
+        return self._show(read_layout(self.gallery[name]["path"]), Path(name).stem)
 
     def add_class(self, body: dict) -> dict:
         with self._lock:
@@ -318,10 +319,6 @@ class Studio:
             "classes": classes,
         }
 
-    def examples_found(self) -> dict[str, dict]:
-        """The example layouts the painter can show (their classes known to the guides), by relative name."""
-        return self._examples
-
     def _find_examples(self) -> dict[str, dict]:
         """Read every example once, at start-up; what the readers say of them is for the log's details only."""
         found = {}
@@ -377,14 +374,6 @@ def _thumbnail_size(layout: Layout) -> tuple[int, int]:
     h, w = layout.size
     scale = 96 / max(h, w)
     return max(1, round(h * scale)), max(1, round(w * scale))
-
-
-def _choice(value: Any, names: tuple[str, ...] | list[str], what: str) -> str | None:
-    if value in (None, "", "none"):
-        return None
-    if value not in names:
-        raise ConfigError(f"unknown {what} '{str(value)[:40]}'; use one of {', '.join(names)}")
-    return value
 
 
 def data_url(png: bytes) -> str:

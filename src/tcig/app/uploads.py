@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import io
 import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath
@@ -100,8 +101,6 @@ def read_uploaded_layout(
 
 def _extract_masks(data: bytes, folder: Path) -> None:
     """Extract the image files of a zip of masks flat into ``folder``, with limits on count and size."""
-    import io
-
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except zipfile.BadZipFile as err:

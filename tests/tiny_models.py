@@ -163,44 +163,204 @@ def _text_encoder(tokenizer):
     return CLIPTextModel(CLIPTextConfig(**text_config(tokenizer)))
 
 
-def _scheduler():
-    from diffusers import DDIMScheduler
+def _scheduler(prediction_type: str = "epsilon", cls: str = "DDIMScheduler"):
+    import diffusers
 
-    return DDIMScheduler(
+    config = dict(
         beta_start=0.00085,
         beta_end=0.012,
         beta_schedule="scaled_linear",
         clip_sample=False,
         set_alpha_to_one=False,
         steps_offset=1,
+        prediction_type=prediction_type,
     )
+    return getattr(diffusers, cls).from_config(config)  # keys a scheduler does not take are left out
 
 
-def save_latent_diffusion(folder: Path, tokenizer) -> Path:
-    """A Stable-Diffusion-layout img2img pipeline (VAE, UNet, text encoder, tokenizer, scheduler)."""
-    from diffusers import AutoencoderKL, StableDiffusionImg2ImgPipeline
+def _vae(latent_channels: int = 4, blocks: int = 2, **extra):
+    """A tiny ``AutoencoderKL``: 2 blocks (latents at 1/2 of the image) or 4 (1/8, as the real ones)."""
+    from diffusers import AutoencoderKL
 
     torch.manual_seed(0)
-    vae = AutoencoderKL(
-        block_out_channels=[32, 64],
+    return AutoencoderKL(
+        block_out_channels=[32, 64] if blocks == 2 else [8, 16, 16, 16],
         in_channels=3,
         out_channels=3,
-        down_block_types=["DownEncoderBlock2D"] * 2,
-        up_block_types=["UpDecoderBlock2D"] * 2,
-        latent_channels=4,
+        down_block_types=["DownEncoderBlock2D"] * blocks,
+        up_block_types=["UpDecoderBlock2D"] * blocks,
+        latent_channels=latent_channels,
+        norm_num_groups=32 if blocks == 2 else 8,
+        **extra,
     )
+
+
+def save_latent_diffusion(folder: Path, tokenizer, prediction_type: str = "epsilon") -> Path:
+    """A Stable-Diffusion-layout img2img pipeline (VAE, UNet, text encoder, tokenizer, scheduler); ε- or
+    v-prediction (SD 2.x 768-v) by the scheduler's ``prediction_type``."""
+    from diffusers import StableDiffusionImg2ImgPipeline
+
     pipe = StableDiffusionImg2ImgPipeline(
-        vae=vae,
+        vae=_vae(),
         unet=_unet(4),
         text_encoder=_text_encoder(tokenizer),
         tokenizer=tokenizer,
-        scheduler=_scheduler(),
+        scheduler=_scheduler(prediction_type, "PNDMScheduler" if prediction_type == "epsilon" else "DDIMScheduler"),
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,
     )
     pipe.save_pretrained(folder)
     return folder
+
+
+def _text_encoder_with_projection(tokenizer, projection_dim: int = 32):
+    from transformers import CLIPTextConfig, CLIPTextModelWithProjection
+
+    torch.manual_seed(0)
+    return CLIPTextModelWithProjection(CLIPTextConfig(**text_config(tokenizer), projection_dim=projection_dim))
+
+
+def _t5(tokenizer):
+    """A tiny T5 encoder (DESIGN.md §5); the byte-level CLIP tokenizer fills its tokenizer slot."""
+    from transformers import T5Config, T5EncoderModel
+
+    torch.manual_seed(0)
+    config = T5Config(
+        d_model=32,
+        d_kv=4,
+        d_ff=16,
+        num_layers=2,
+        num_heads=2,
+        relative_attention_num_buckets=8,
+        relative_attention_max_distance=32,
+        vocab_size=len(tokenizer),
+        feed_forward_proj="gated-gelu",
+    )
+    return T5EncoderModel(config)
+
+
+def save_sdxl(folder: Path, tokenizer) -> Path:
+    """An SDXL img2img pipeline: two text encoders (the second with a projection), size conditioning."""
+    from diffusers import StableDiffusionXLImg2ImgPipeline, UNet2DConditionModel
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64),
+        layers_per_block=2,
+        sample_size=32,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4),
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=8,
+        transformer_layers_per_block=(1, 2),
+        projection_class_embeddings_input_dim=6 * 8 + 32,
+        cross_attention_dim=64,
+    )
+    pipe = StableDiffusionXLImg2ImgPipeline(
+        vae=_vae(),
+        unet=unet,
+        text_encoder=_text_encoder(tokenizer),
+        text_encoder_2=_text_encoder_with_projection(tokenizer),
+        tokenizer=tokenizer,
+        tokenizer_2=tokenizer,
+        scheduler=_scheduler(cls="EulerDiscreteScheduler"),
+        requires_aesthetics_score=False,
+    )
+    pipe.save_pretrained(folder)
+    return folder
+
+
+def save_sd3(folder: Path, tokenizer) -> Path:
+    """An SD3 img2img pipeline: MMDiT with 2×2 patches on 16 latent channels (``shift_factor`` as SD3's), a VAE at
+    1/8, two CLIP encoders and a T5, flow matching with shift 3."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Img2ImgPipeline
+
+    torch.manual_seed(0)
+    transformer = SD3Transformer2DModel(
+        sample_size=32,
+        patch_size=2,
+        in_channels=16,
+        num_layers=1,
+        attention_head_dim=8,
+        num_attention_heads=4,
+        joint_attention_dim=32,
+        caption_projection_dim=32,
+        pooled_projection_dim=64,
+        out_channels=16,
+    )
+    vae = _vae(16, 4, use_quant_conv=False, use_post_quant_conv=False, shift_factor=0.0609, scaling_factor=1.5305)
+    pipe = StableDiffusion3Img2ImgPipeline(
+        transformer=transformer,
+        vae=vae,
+        text_encoder=_text_encoder_with_projection(tokenizer),
+        text_encoder_2=_text_encoder_with_projection(tokenizer),
+        text_encoder_3=_t5(tokenizer),
+        tokenizer=tokenizer,
+        tokenizer_2=tokenizer,
+        tokenizer_3=tokenizer,
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
+    )
+    pipe.save_pretrained(folder)
+    return folder
+
+
+def save_flux(folder: Path, tokenizer, dev: bool = False) -> Path:
+    """A FLUX.1 img2img pipeline: 2×2-packed 16-channel latents of a VAE at 1/8 (FLUX's ``shift_factor``), CLIP and
+    T5; ``dev``: a distilled guidance embedding and the resolution-dependent shift, else schnell's static one."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxImg2ImgPipeline, FluxTransformer2DModel
+
+    torch.manual_seed(0)
+    transformer = FluxTransformer2DModel(
+        patch_size=1,
+        in_channels=64,
+        num_layers=1,
+        num_single_layers=1,
+        attention_head_dim=16,
+        num_attention_heads=2,
+        joint_attention_dim=32,
+        pooled_projection_dim=32,
+        axes_dims_rope=[4, 4, 8],
+        guidance_embeds=dev,
+    )
+    vae = _vae(16, 4, use_quant_conv=False, use_post_quant_conv=False, shift_factor=0.1159, scaling_factor=0.3611)
+    if dev:
+        scheduler = FlowMatchEulerDiscreteScheduler(
+            use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15, base_image_seq_len=256, max_image_seq_len=4096
+        )
+    else:
+        scheduler = FlowMatchEulerDiscreteScheduler(shift=1.0)
+    pipe = FluxImg2ImgPipeline(
+        transformer=transformer,
+        vae=vae,
+        text_encoder=_text_encoder(tokenizer),
+        text_encoder_2=_t5(tokenizer),
+        tokenizer=tokenizer,
+        tokenizer_2=tokenizer,
+        scheduler=scheduler,
+    )
+    pipe.save_pretrained(folder)
+    return folder
+
+
+FAMILY_BUILDERS = {
+    "sd-v": lambda folder, tok: save_latent_diffusion(folder, tok, "v_prediction"),
+    "sdxl": save_sdxl,
+    "sd3": save_sd3,
+    "flux-schnell": save_flux,
+    "flux-dev": lambda folder, tok: save_flux(folder, tok, dev=True),
+}
+"""The tiny models of the other families (``latent`` is SD 1.x with ε-prediction), built on demand."""
+
+
+def build_family(root: Path, family: str) -> Path:
+    """The tiny refiner of ``family`` (a key of :data:`FAMILY_BUILDERS`) saved under ``root``."""
+    tokenizer = byte_level_tokenizer(root / f"tokenizer_{family}")
+    return FAMILY_BUILDERS[family](root / family, tokenizer)
 
 
 def save_pixel_diffusion(folder: Path, tokenizer) -> Path:

@@ -16,7 +16,7 @@ from tcig.layout import IGNORE, Layout
 from tcig.layout.vocabularies import resolve_classes
 from tcig.models.clip_scorer import CLIPScorer
 from tcig.models.denoising import StepCallback
-from tcig.models.devices import BYTES_PER_PIXEL, autocast_dtype, free_memory
+from tcig.models.devices import BYTES_PER_PIXEL, autocast_dtype, free_memory, refiner_dtype
 from tcig.models.model_sets import ModelSet, load_model_set
 from tcig.models.refiners import Refiner, load_refiner
 from tcig.models.segmenters import Segmenter, load_segmenter
@@ -91,21 +91,30 @@ class TCIGPipeline:
         return cls(clip, segmenters, refiner, ms.resolution, ms.stage1_size, ms)
 
     def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> TCIGPipeline:
-        """Stage-1 models stay float32 (they run under autocast on GPUs); the refiner takes ``dtype``."""
+        """Stage-1 models stay float32 (they run under autocast on GPUs); the refiner takes ``dtype`` (None: float32
+        on the CPU, else the refiner's own half precision, see :func:`~tcig.models.devices.refiner_dtype`)."""
         self.device = torch.device(device)
         self.clip.to(self.device)
         for seg, _ in self.segmenters:
             seg.to(self.device)
         if self.refiner is not None:
-            self.refiner.to(self.device, dtype)
+            self.refiner.to(self.device, dtype or refiner_dtype(self.device, self.refiner.preferred_dtype))
         return self
 
+    @property
+    def stage2_dtype(self) -> str | None:
+        """The refiner's dtype (``float32``, ``bfloat16`` ...), None without a refiner."""
+        return str(self.refiner.dtype).removeprefix("torch.") if self.refiner is not None else None
+
     def modules(self) -> list[torch.nn.Module]:
-        """The networks: CLIP, each guiding segmenter, and the refiner's UNet and VAE."""
+        """The networks: CLIP, each guiding segmenter, and every network of the refiner."""
         found = [self.clip.model] + [seg.model for seg, _ in self.segmenters]
-        inner = getattr(self.refiner, "pipeline", self.refiner)
-        found += [m for m in (getattr(inner, "unet", None), getattr(inner, "vae", None)) if m is not None]
-        return found
+        return found + (list(self.refiner.networks().values()) if self.refiner is not None else [])
+
+    @property
+    def size_multiple(self) -> int:
+        """What output sides are rounded to: the refiner's multiple (16 for FLUX.1 and SD3), else 8."""
+        return self.refiner.size_multiple if self.refiner is not None else 8
 
     def set_channels_last(self, enabled: bool = True) -> TCIGPipeline:
         """Channels-last memory format for every network: 1.2× faster end to end on an H200, no gain on 2 CPU cores
@@ -125,7 +134,7 @@ class TCIGPipeline:
             height = width * h / w
         elif width is None:
             width = height * w / h
-        return _multiple_of_8(height), _multiple_of_8(width)
+        return _multiple_of(height, self.size_multiple), _multiple_of(width, self.size_multiple)
 
     def check_inputs(
         self,
@@ -219,7 +228,7 @@ class TCIGPipeline:
             prompt: the text prompt.
             layout: the semantic layout (see :mod:`tcig.layout.readers` to read one from a file).
             height, width: output size (default: the layout's aspect ratio with the long side at the model set's
-                resolution), rounded to multiples of 8.
+                resolution), rounded to multiples of 8 or of the refiner's size multiple (16 for FLUX.1 and SD3).
             fit: ``stretch``, ``crop`` or ``pad`` when the output's aspect ratio differs from the layout's.
             stage1_size: long side of the stage-1 image (default: the model set's, at most the output's).
             parameterization: ``pixel`` (a pyramid) or ``latent`` (the refiner's VAE latents).
@@ -282,6 +291,7 @@ class TCIGPipeline:
             "num_images": num_images,
             "stage1": asdict(stage1),
             "stage2": asdict(stage2) if stage2 is not None else None,
+            "stage2_noise_levels": self.noise_levels(stage2, (height, width)) if stage2 is not None else None,
             "device": str(self.device),
             "models": self.describe(),
         }
@@ -404,7 +414,7 @@ class TCIGPipeline:
             guidance = seg_terms_loss(self.seg_terms(layout, images.shape[0]), stage1.seg_loss)
         size = stage1_size or self.stage1_shape(layout)
         polish = replace(stage1, steps=stage2.cycle_steps, init_noise=0.0)
-        again = replace(stage2, strength=stage2.cycle_strength)
+        again = stage2.cycle()
         images = self.refiner.refine(
             images,
             prompts,
@@ -439,6 +449,15 @@ class TCIGPipeline:
         _sync(self.device)
         return images
 
+    def noise_levels(self, stage2: Stage2Settings, size: tuple[int, int]) -> dict:
+        """The noise levels (flow-matching scale, see ``Stage2Settings.noise_level``) at which the refinement and each
+        cycle's refinement start for images of ``size``, and the denoising steps each runs."""
+        first, again = self.refiner.levels(stage2, *size), self.refiner.levels(stage2.cycle(), *size)
+        out = {"refine": round(first[0].noise_level, 4), "refine_steps": len(first) - 1}
+        if stage2.cycles:
+            out.update(cycle=round(again[0].noise_level, 4), cycle_steps=len(again) - 1)
+        return out
+
     def class_colours(self, layout: Layout):
         """``uint8 [K, 3]`` colours of the layout's classes for pictures: the model set's natural colours where it
         declares them, else the standard dataset palettes (see :func:`tcig.io.pictures.layout_colours`)."""
@@ -452,6 +471,7 @@ class TCIGPipeline:
             "clip": self.clip.name,
             "segmenters": [{"id": seg.name, "weight": w} for seg, w in self.segmenters],
             "refiner": self.refiner.name if self.refiner is not None else None,
+            "refiner_kind": self.refiner.describe() if self.refiner is not None else None,
         }
 
 
@@ -475,8 +495,9 @@ def _optimizer_events(callback: Callable[[dict], None] | None, stage: str, steps
     return lambda info: callback({"stage": stage, "steps": steps, **extra, **info})
 
 
-def _multiple_of_8(value: float) -> int:
-    return max(8, int(round(value / 8)) * 8)
+def _multiple_of(value: float, multiple: int) -> int:
+    step = max(8, multiple)
+    return max(step, int(round(value / step)) * step)
 
 
 def _sync(device: torch.device) -> None:

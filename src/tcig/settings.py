@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import Any, Literal
 
 from tcig.errors import ConfigError
@@ -190,23 +190,42 @@ class Stage1Settings(_Checked):
 @dataclass
 class Stage2Settings(_Checked):
     """img2img settings (SDEdit): noise to ``strength`` of the schedule, then ``int(steps * strength)`` denoising
-    steps. ``seg_guidance`` > 0 steers each of those steps with the guiding segmenters' gradient (guided
+    steps; or, with ``noise_level``, start at the level of the ``steps``-step schedule nearest to it (model- and
+    resolution-independent: on flow-matching schedules ``strength`` starts far higher, e.g. FLUX at 1024² turns 0.3
+    into sigma 0.60). ``seg_guidance`` > 0 steers each of those steps with the guiding segmenters' gradient (guided
     refinement). ``cycles`` > 0 alternates, after the first refinement, ``cycle_steps`` stage-1 steps from the
     refined image and a refinement at ``cycle_strength`` (see ``TCIGPipeline.refine``)."""
 
     strength: float = setting(0.6, "img2img noise strength", low=0, high=1, low_open=True)
     steps: int = setting(30, "scheduler steps of stage 2 before strength", key="stage2_steps", low=1, high=10_000)
-    guidance_scale: float = setting(7.5, "classifier-free guidance scale of stage 2", low=0, high=100)
+    noise_level: float | None = setting(
+        None, "starting noise level of stage 2 on a scale that means the same on every model and size: the fraction "
+        "of noise sigma in x = (1 - sigma)·image + sigma·noise (flow matching; other models start at the step of "
+        "equal signal-to-noise ratio); overrides --strength", kind=float, low=0, high=1, low_open=True,
+    )  # fmt: skip
+    guidance_scale: float | None = setting(
+        None, "guidance scale of stage 2: classifier-free, or FLUX.1-dev's distilled guidance (default: the model's "
+        "own, 7.5 for SD 1.x/2.x, 5 for SDXL, 7 for SD3, 3.5 for FLUX.1-dev)", kind=float, low=0, high=100,
+    )  # fmt: skip
     negative_prompt: str | None = setting(None, "negative prompt for stage 2", kind=str)
     seg_guidance: float = setting(0.0, "weight of the guides' segmentation gradient at each stage-2 step", low=0)
     cycles: int = setting(0, "polish-and-refine cycles after stage 2 (0 = none)", low=0, high=20)
     cycle_steps: int = setting(20, "stage-1 steps of each cycle's polish", low=0, high=100_000)
     cycle_strength: float = setting(0.15, "img2img strength of each cycle's refinement", low=0, high=1, low_open=True)
+    cycle_noise_level: float | None = setting(
+        None, "starting noise level of each cycle's refinement (see --noise-level); overrides --cycle-strength",
+        kind=float, low=0, high=1, low_open=True,
+    )  # fmt: skip
+
+    def cycle(self) -> Stage2Settings:
+        """The settings of a cycle's refinement: its strength or noise level, no cycles of its own."""
+        return replace(self, strength=self.cycle_strength, noise_level=self.cycle_noise_level, cycles=0)
 
     def check_together(self) -> None:
-        if self.cycles and int(self.steps * self.cycle_strength) < 1:
+        cycle_has_no_step = self.cycle_noise_level is None and int(self.steps * self.cycle_strength) < 1
+        if self.cycles and cycle_has_no_step:
             raise ConfigError(f"--cycle-strength {self.cycle_strength} with {self.steps} steps leaves no step")
-        if int(self.steps * self.strength) < 1:
+        if self.noise_level is None and int(self.steps * self.strength) < 1:
             raise ConfigError(
                 f"--strength {self.strength} with {self.steps} steps leaves no denoising step; raise one of them"
             )

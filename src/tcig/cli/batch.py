@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         record = {
             "tcig_version": __version__,
             "model_set": model_set.to_dict(),
-            "dtype": str(dtype),
+            "dtype": pipe.stage2_dtype,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         summary = run_batch(pipe, items, out_dir, record, rank, world, progress=not args.no_progress)

@@ -240,8 +240,8 @@ def run(args: argparse.Namespace) -> int:
             "evaluator": evaluator_ref,
             "clip_score_model": clip_ref,
             "features": features_ref,
-            "dtype": str(dtype),
-            "schedulers": _schedulers(pipe),
+            "dtype": pipe.stage2_dtype,
+            "sampler": pipe.refiner.sampler if pipe.refiner is not None else None,
             "device": f"{device}" + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
             "memory_kind": "CUDA allocator peak" if device.type == "cuda" else "process resident set (CPU)",
             "torch": torch.__version__,
@@ -261,14 +261,3 @@ COMMAND = Command(
     "Runs TCIG and the baselines on the same cases, prompts, seeds and size, and writes a report folder: "
     "results.jsonl, summary.md/json, plots and an image grid per case. Rerun to resume.",
 )
-
-
-def _schedulers(pipe) -> str:
-    """Which scheduler sampled which method: the refiner's own for its img2img and text-to-image calls, and the
-    copy of it that tcig's loop uses (regional, guided, and TCIG with seg_guidance)."""
-    own = getattr(getattr(pipe.refiner, "pipeline", pipe.refiner), "scheduler", None)
-    try:
-        loop = type(pipe.refiner.denoiser().scheduler).__name__
-    except ConfigError as err:
-        loop = f"none ({err})"
-    return f"tcig, diffusion, sdedit-layout: {type(own).__name__}; regional, guided, seg_guidance > 0: {loop}"

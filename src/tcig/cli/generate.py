@@ -177,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
             "vocabulary": args.vocabulary,
             "palette": args.palette,
             "model_set": model_set.to_dict(),
-            "dtype": str(dtype),
+            "dtype": pipe.stage2_dtype,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         for path in write_outputs(output, out_dir, stem, record, colours=pipe.class_colours(output.layout)):

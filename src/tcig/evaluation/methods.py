@@ -22,7 +22,8 @@ from tcig.evaluation.cases import Case
 from tcig.evaluation.measure import Measurement, measure
 from tcig.io.pictures import layout_colours
 from tcig.layout import IGNORE, Layout
-from tcig.models.denoising import denoise, guided_noise, region_weights, regional_noise
+from tcig.models.denoising import guided, region_weights, regional, sample
+from tcig.models.refiners import SamplingRefiner
 from tcig.pipeline import TCIGPipeline
 from tcig.settings import Stage1Settings, Stage2Settings
 from tcig.stage1.optimize import seg_terms_loss
@@ -111,7 +112,8 @@ def run_sdedit_layout(pipe, case: Case, size, settings: MethodSettings, num_imag
 
 def run_regional(pipe, case: Case, size, settings: MethodSettings, num_images: int, seed: int) -> Generated:
     """One prompt per class region (its region text, else its name) and the case prompt for don't-care pixels."""
-    den = _denoiser(pipe)
+    refiner = _sampling_refiner(pipe)
+    den = refiner.denoiser()
     layout = case.layout.resized(*size, "stretch")
     present = layout.present_classes()
     lookup = torch.full((len(layout.classes) + 1,), IGNORE, dtype=torch.long)
@@ -119,49 +121,51 @@ def run_regional(pipe, case: Case, size, settings: MethodSettings, num_images: i
     regions = lookup[layout.label_map]
     texts = [layout.region_texts.get(i, layout.classes[i]) for i in present] + [case.prompt]
     stage2 = settings.stage2
+    scale = refiner.guidance_scale(stage2)
     generator = _generator(seed)
     with measure(pipe.device) as m, torch.no_grad():
         shape = den.shape(num_images, *size)
         weights = region_weights(regions, len(present), shape[-2:]).to(den.device)
-        conds = [den.conditioning([t] * num_images, stage2.negative_prompt, stage2.guidance_scale) for t in texts]
-        timesteps = den.timesteps(stage2.steps, 1.0)
+        conds = [den.conditioning([t] * num_images, stage2.negative_prompt, scale, size) for t in texts]
+        levels = refiner.levels(replace(stage2, strength=1.0, noise_level=None), *size)
         colours = torch.rand(len(texts), 3, 1, 1, generator=generator).expand(-1, -1, *size)
         backgrounds = den.encode(colours, generator)[:, None]
-        x = den.start(timesteps, generator, shape=shape)
-        noise_fn = regional_noise(
+        x = den.start(levels, generator, shape=shape)
+        predict = regional(
             den,
             conds,
             weights,
-            stage2.guidance_scale,
             backgrounds=backgrounds,
-            bootstrap_steps=round(settings.regional_bootstrap * len(timesteps)),
+            bootstrap_steps=round(settings.regional_bootstrap * (len(levels) - 1)),
             generator=generator,
         )
-        images = denoise(den, x, timesteps, noise_fn, generator, progress=False, desc="regional")
+        images = sample(den, x, levels, predict, progress=False, desc="regional")
     return Generated(images, {"stage2": m})
 
 
 def run_guided(pipe: TCIGPipeline, case: Case, size, settings: MethodSettings, num_images: int, seed: int):
     """Text-to-image whose every step follows the gradient of the guiding segmenters' loss on the predicted image."""
-    den = _denoiser(pipe)
+    refiner = _sampling_refiner(pipe)
+    den = refiner.denoiser()
     layout = case.layout.resized(*size, "stretch")
     loss_fn = seg_terms_loss(pipe.seg_terms(layout, num_images), settings.stage1.seg_loss)
     stage2 = settings.stage2
     generator = _generator(seed)
     with measure(pipe.device) as m:
-        timesteps = den.timesteps(stage2.steps, 1.0)
+        levels = refiner.levels(replace(stage2, strength=1.0, noise_level=None), *size)
         with torch.no_grad():
-            cond = den.conditioning([case.prompt] * num_images, stage2.negative_prompt, stage2.guidance_scale)
-            x = den.start(timesteps, generator, shape=den.shape(num_images, *size))
-        noise_fn = guided_noise(den, cond, stage2.guidance_scale, loss_fn, settings.guidance_weight)
-        images = denoise(den, x, timesteps, noise_fn, generator, progress=False, desc="guided")
+            cond = den.conditioning([case.prompt] * num_images, stage2.negative_prompt, refiner.guidance_scale(stage2),
+                                    size)  # fmt: skip
+            x = den.start(levels, generator, shape=den.shape(num_images, *size))
+        predict = guided(den, cond, loss_fn, settings.guidance_weight)
+        images = sample(den, x, levels, predict, progress=False, desc="guided")
     return Generated(images, {"stage2": m})
 
 
-def _denoiser(pipe: TCIGPipeline):
-    if pipe.refiner is None or not hasattr(pipe.refiner, "denoiser"):
-        raise ConfigError("regional and guided sampling need a refiner with a denoising loop (latent SD or pixel)")
-    return pipe.refiner.denoiser()
+def _sampling_refiner(pipe: TCIGPipeline) -> SamplingRefiner:
+    if pipe.refiner is None:
+        raise ConfigError("regional and guided sampling need a refiner; the model set has none")
+    return pipe.refiner
 
 
 def resize_images(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

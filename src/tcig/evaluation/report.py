@@ -204,7 +204,7 @@ def markdown_table(summary: list[dict], header: dict) -> str:
         f"- CLIP score by: {header.get('clip_score_model')}; KID/FID features: {header.get('features')}",
         f"- device: {header.get('device')}; stage-2 dtype: {header.get('dtype', '?')}; memory: "
         f"{header.get('memory_kind')}",
-        f"- schedulers: {header.get('schedulers', 'not recorded')}",
+        f"- sampler (every method): {header.get('sampler') or header.get('schedulers', 'not recorded')}",
         "",
         "Mean ± half-width of the 95 % confidence interval over cases (Student's t); KID mean ± std over subsets. "
         "Dataset mIoU: one confusion pooled over all cases (the ADE20K / COCO-Stuff convention); IoU by region size: "

@@ -30,7 +30,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from tcig.errors import ConfigError
+from tcig.errors import ConfigError, TCIGError
 from tcig.evaluation.cases import Case
 from tcig.evaluation.methods import (
     BASELINES,
@@ -292,6 +292,8 @@ def evaluate(
 ) -> list[dict]:
     """Run ``plan`` on ``cases``; returns all rows of the report folder (old and new)."""
     plan.check()
+    if pipe.refiner is not None:
+        pipe.refiner.check_size(*plan.size)
     check_same_plan(out, plan)
     rows = read_results(out)
     done = {row_key(r) for r in rows}
@@ -314,6 +316,12 @@ def _evaluate_case(pipe, case: Case, plan: EvalPlan, scorers: Scorers, writer: R
 
     def record(method: str, variant: str, result: Generated, settings: dict) -> None:
         key = method if not variant else f"{method}@{variant}"
+        made = tuple(result.images.shape[-2:])
+        if made != tuple(size):
+            raise TCIGError(
+                f"{key} made {made[1]}x{made[0]} images for the {size[1]}x{size[0]} case '{case.name}'; they are not "
+                "scored"
+            )
         files = writer.save_images(case.name, key, result.images)
         row = {
             "case": case.name,

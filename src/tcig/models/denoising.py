@@ -1,17 +1,25 @@
-"""One denoising loop for every refiner, and the two baselines that change it: regional prompts and guidance.
+"""The denoiser contract every stage-2 method samples through, in the shape of k-diffusion (Karras et al. 2022).
 
-A ``Denoiser`` hides whether the model works on pixels or on a VAE's latents: ``encode``/``decode`` move between
-images in [0, 1] and the model's space, ``embed`` turns prompts into the UNet's conditioning and ``predict`` gives
-the classifier-free-guided noise prediction. ``denoise`` runs a schedule from a starting point; ``regional_noise``
-(MultiDiffusion, Bar-Tal et al. 2023) and ``guided_noise`` (Universal Guidance's forward guidance, Bansal et al.
-2023) are noise predictions that plug into it.
+A diffusion model is wrapped as a :class:`Denoiser`: it predicts the clean sample ``x̂0 = D(x_t, level, cond)`` from
+a noisy one, ``x_t = alpha·x0 + sigma·noise``, whatever the network predicts (noise ε, velocity v, the sample, or a
+flow-matching velocity) and whatever its schedule (variance preserving, or flow matching with a static shift or a
+resolution-dependent μ). Samplers, guidance and region blending are written on ``x̂0`` once, for every model:
+
+- :func:`sample` steps along the model's own schedule with the deterministic first-order step of its family, which
+  is DDIM on a variance-preserving schedule (Song et al. 2021) and Euler on a flow-matching one (Lipman et al. 2023):
+  both are ``x_next = alpha'·x̂0 + sigma'·ε̂`` with ``ε̂ = (x - alpha·x̂0) / sigma``;
+- :func:`guided` follows the gradient of a loss on the decoded ``x̂0`` (Universal Guidance's forward guidance,
+  Bansal et al. 2023, written with Tweedie's formula: ``x̂0 -= w·sigma²/alpha·∇_x loss``);
+- :func:`regional` blends one prediction per region prompt (MultiDiffusion, Bar-Tal et al. 2023).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -19,139 +27,289 @@ from tqdm.auto import tqdm
 
 from tcig.errors import ConfigError
 
-NoiseFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 StepCallback = Callable[[int, int], None]
 """Called as ``callback(step, steps)`` after each denoising step (1-based); raising stops the run."""
 
+PREDICTIONS = ("epsilon", "v_prediction", "sample", "flow")
+"""What a network may predict: noise, velocity v = alpha·ε − sigma·x0, the clean sample, or a flow-matching
+velocity (noise − x0)."""
+
+MIN_ALPHA = 0.05
+"""Floor of the signal level in guidance's ``sigma²/alpha`` (about the signal left at the end of Stable Diffusion's
+schedule): at pure noise (flow matching's sigma = 1) Tweedie's step would be infinite."""
+
+
+@dataclass(frozen=True)
+class Level:
+    """One noise level of a schedule: ``x_t = alpha·x0 + sigma·noise``; ``t`` is the network's timestep input."""
+
+    t: float
+    alpha: float
+    sigma: float
+
+    @property
+    def noise_level(self) -> float:
+        """The same level on a flow-matching scale, ``sigma / (alpha + sigma)`` (equal signal-to-noise ratio): 0 is
+        the clean image, 1 pure noise, on every model."""
+        return self.sigma / (self.alpha + self.sigma)
+
+
+class VPSchedule:
+    """A variance-preserving schedule read from a diffusers scheduler's config (betas, spacing, final alpha), with
+    DDIM's timesteps; ``alpha = sqrt(ᾱ_t)``, ``sigma = sqrt(1 - ᾱ_t)``."""
+
+    kind = "variance preserving"
+    sampler = "DDIM"
+
+    def __init__(self, config) -> None:
+        from diffusers import DDIMScheduler
+
+        self.config = config
+        self._scheduler = DDIMScheduler.from_config(config)
+
+    def levels(self, steps: int, tokens: int | None = None) -> list[Level]:
+        """``steps + 1`` levels from the noisiest to the last one (DDIM's final alpha)."""
+        scheduler = self._scheduler
+        scheduler.set_timesteps(steps)
+        alphas = scheduler.alphas_cumprod.double()
+        out = [_vp_level(int(t), float(alphas[int(t)])) for t in scheduler.timesteps]
+        return out + [_vp_level(0, float(scheduler.final_alpha_cumprod))]
+
+
+def _vp_level(t: int, alpha_bar: float) -> Level:
+    return Level(float(t), math.sqrt(alpha_bar), math.sqrt(max(1.0 - alpha_bar, 0.0)))
+
+
+class FlowSchedule:
+    """A flow-matching schedule read from a ``FlowMatchEulerDiscreteScheduler`` config: ``alpha = 1 - sigma``,
+    sigmas shifted statically (SD3: ``shift``) or by ``mu`` from the latent's token count (FLUX: dynamic
+    shifting, the pipeline's own ``calculate_shift`` line between ``base_shift`` and ``max_shift``).
+    ``linear_sigmas``: the unshifted sigmas are ``linspace(1, 1/steps, steps)`` as FLUX's pipelines set them, else
+    the scheduler's own spacing (SD3's)."""
+
+    kind = "flow matching"
+    sampler = "Euler"
+
+    def __init__(self, config, linear_sigmas: bool = False) -> None:
+        from diffusers import FlowMatchEulerDiscreteScheduler
+
+        self.config = config
+        self.linear_sigmas = linear_sigmas
+        self._scheduler = FlowMatchEulerDiscreteScheduler.from_config(config)
+
+    def levels(self, steps: int, tokens: int | None = None) -> list[Level]:
+        scheduler, config = self._scheduler, self.config
+        given = {"sigmas": np.linspace(1.0, 1 / steps, steps)} if self.linear_sigmas else {}
+        if config.get("use_dynamic_shifting"):
+            if tokens is None:
+                raise ConfigError("a dynamically shifted flow schedule needs the latent's token count")
+            base, top = config.get("base_image_seq_len", 256), config.get("max_image_seq_len", 4096)
+            slope = (config.get("max_shift", 1.15) - config.get("base_shift", 0.5)) / (top - base)
+            given["mu"] = config.get("base_shift", 0.5) + slope * (tokens - base)
+        scheduler.set_timesteps(steps, **given)
+        sigmas, times = scheduler.sigmas.double().tolist(), scheduler.timesteps.double().tolist()
+        out = [Level(t, 1.0 - s, s) for t, s in zip(times, sigmas, strict=False)]
+        return out + [Level(0.0, 1.0 - sigmas[-1], sigmas[-1])]
+
+
+def schedule_of(scheduler, prediction: str, linear_sigmas: bool = False):
+    """The schedule of a diffusers scheduler: flow matching for a flow-prediction model (``linear_sigmas``: see
+    :class:`FlowSchedule`), else variance preserving (a flow scheduler without a flow model, or the reverse, is
+    refused)."""
+    is_flow = "FlowMatch" in type(scheduler).__name__
+    if is_flow != (prediction == "flow"):
+        raise ConfigError(
+            f"{type(scheduler).__name__} does not match a model that predicts {prediction}; tcig samples "
+            "variance-preserving models (ε, v, sample) and flow-matching models (velocity)"
+        )
+    if not is_flow and "beta_start" not in scheduler.config and scheduler.config.get("trained_betas") is None:
+        raise ConfigError(f"{type(scheduler).__name__} has no beta schedule; tcig cannot read its noise levels")
+    return FlowSchedule(scheduler.config, linear_sigmas) if is_flow else VPSchedule(scheduler.config)
+
 
 @dataclass
-class Denoiser:
-    """A conditional UNet predicting noise (epsilon), its scheduler, a prompt embedder and an optional VAE."""
+class Conditioning:
+    """A batch's conditioning: network keyword tensors (batch first; with classifier-free guidance the
+    unconditional half first) and the guidance scale to combine the two halves with."""
 
-    unet: nn.Module
-    scheduler: object
-    embed: Callable[[list[str]], torch.Tensor] | None
+    tensors: dict[str, torch.Tensor] = field(default_factory=dict)
+    scale: float = 1.0
+    doubled: bool = False
+
+
+class Denoiser:
+    """A diffusion model as ``x̂0 = D(x_t, level, cond)``. Subclasses (one per model family, see
+    :mod:`tcig.models.families`) give ``network_output``, the conditioning, and the way between images and the
+    model's space; this class does classifier-free guidance and turns any prediction into ``x̂0``.
+
+    Attributes a subclass sets: ``network`` (the UNet or transformer), ``schedule``, ``prediction`` (one of
+    :data:`PREDICTIONS`), ``vae`` (None for image-space models)."""
+
+    network: nn.Module
+    schedule: VPSchedule | FlowSchedule
+    prediction: str
     vae: nn.Module | None = None
 
     @property
     def device(self) -> torch.device:
-        return next(self.unet.parameters()).device
+        return next(self.network.parameters()).device
 
     @property
     def dtype(self) -> torch.dtype:
-        return next(self.unet.parameters()).dtype
+        return next(self.network.parameters()).dtype
+
+    # -- the model's space ------------------------------------------------------------------------------------
+    @property
+    def latent_factor(self) -> int:
+        """Pixels per latent position (1 for image-space models)."""
+        return 1 if self.vae is None else 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @property
+    def size_multiple(self) -> int:
+        """What image sides must be a multiple of."""
+        return self.latent_factor
 
     def shape(self, batch: int, height: int, width: int) -> tuple[int, ...]:
-        if self.vae is None:
-            return (batch, self.unet.config.in_channels, height, width)
-        factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
-        return (batch, self.vae.config.latent_channels, height // factor, width // factor)
+        channels = self.network.config.in_channels if self.vae is None else self.vae.config.latent_channels
+        return (batch, channels, height // self.latent_factor, width // self.latent_factor)
+
+    def tokens(self, shape: tuple[int, ...]) -> int:
+        """The sequence length a transformer sees for a latent of ``shape`` (for resolution-dependent shifts)."""
+        return shape[-2] * shape[-1]
 
     def encode(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        x = (images * 2 - 1).to(self.device, self.dtype)
+        """Images in [0, 1] to the model's space (VAE latents, shifted and scaled as the model was trained)."""
+        x = (images * 2 - 1).to(self.device)
         if self.vae is None:
-            return x
+            return x.to(self.dtype)
         vae_dtype = next(self.vae.parameters()).dtype
         latents = self.vae.encode(x.to(vae_dtype)).latent_dist.sample(generator=generator)
-        return (latents * self.vae.config.scaling_factor).to(self.dtype)
+        shift = self.vae.config.get("shift_factor") or 0.0
+        return ((latents - shift) * self.vae.config.scaling_factor).to(self.dtype)
 
     def decode(self, x: torch.Tensor, clamp: bool = True) -> torch.Tensor:
-        """Model space to images in [0, 1]; differentiable (guidance backpropagates through it, unclamped)."""
+        """The model's space to images in [0, 1]; differentiable (guidance backpropagates through it, unclamped)."""
         if self.vae is not None:
             vae_dtype = next(self.vae.parameters()).dtype
-            x = self.vae.decode((x / self.vae.config.scaling_factor).to(vae_dtype)).sample
+            shift = self.vae.config.get("shift_factor") or 0.0
+            x = self.vae.decode((x / self.vae.config.scaling_factor + shift).to(vae_dtype)).sample
         images = (x.float() + 1) / 2
         return images.clamp(0, 1) if clamp else images
 
-    def conditioning(self, prompts: list[str], negative: str | None, guidance_scale: float) -> torch.Tensor | None:
-        """Prompt embeddings, with the unconditional ones first when classifier-free guidance is on."""
-        if self.embed is None:
-            return None
-        cond = self.embed(prompts)
-        if guidance_scale > 1:
-            cond = torch.cat([self.embed([negative or ""] * len(prompts)), cond])
-        return cond.to(self.dtype)
+    # -- conditioning and prediction --------------------------------------------------------------------------
+    def conditioning(
+        self, prompts: list[str], negative: str | None, guidance_scale: float, size: tuple[int, int]
+    ) -> Conditioning:
+        """The conditioning of ``prompts`` for images of ``size`` (height, width)."""
+        raise NotImplementedError
 
-    def predict(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None, guidance_scale: float):
-        """Noise prediction for ``x``; ``cond`` from ``conditioning`` (twice the batch when guided)."""
-        guided = cond is not None and cond.shape[0] == 2 * x.shape[0]
-        model_in = torch.cat([x, x]) if guided else x
-        if cond is None:
-            pred = self.unet(model_in, t).sample
-        else:
-            pred = self.unet(model_in, t, encoder_hidden_states=cond).sample
-        if guided:
-            uncond, text = pred.chunk(2)
-            pred = uncond + guidance_scale * (text - uncond)
-        return pred
+    def network_output(self, x: torch.Tensor, level: Level, tensors: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The raw network prediction for ``x`` (a batch as large as the tensors')."""
+        raise NotImplementedError
 
-    def timesteps(self, steps: int, strength: float) -> torch.Tensor:
-        """The last ``int(steps * strength)`` timesteps of a ``steps``-step schedule (SDEdit's start point)."""
-        self.scheduler.set_timesteps(steps, device=self.device)
-        return self.scheduler.timesteps[steps - int(steps * strength) :]
+    def __call__(self, x: torch.Tensor, level: Level, cond: Conditioning) -> torch.Tensor:
+        """``x̂0`` for ``x`` at ``level`` (float32), classifier-free guided when ``cond`` is doubled."""
+        model_in = torch.cat([x, x]) if cond.doubled else x
+        out = self.network_output(model_in.to(self.dtype), level, cond.tensors).float()
+        if cond.doubled:
+            uncond, text = out.chunk(2)
+            out = uncond + cond.scale * (text - uncond)
+        return clean_from(self.prediction, x.float(), out, level)
 
     def start(
         self,
-        timesteps: torch.Tensor,
+        levels: list[Level],
         generator: torch.Generator | None,
         images: torch.Tensor | None = None,
         shape: tuple[int, ...] | None = None,
     ) -> torch.Tensor:
-        """Pure noise of ``shape`` (text-to-image), or ``images`` encoded and noised to the first timestep."""
+        """Pure noise of ``shape`` (text-to-image), or ``images`` encoded and noised to ``levels[0]``."""
         x0 = self.encode(images, generator) if images is not None else None
         noise = torch.randn(x0.shape if x0 is not None else shape, generator=generator).to(self.device)
         if x0 is None:
-            return (noise * self.scheduler.init_noise_sigma).to(self.dtype)
-        return self.scheduler.add_noise(x0, noise.to(x0.dtype), timesteps[:1]).to(self.dtype)
+            return noise.to(self.dtype)
+        return renoise(x0.float(), noise, levels[0]).to(self.dtype)
 
 
-def plain_noise(denoiser: Denoiser, cond: torch.Tensor | None, guidance_scale: float) -> NoiseFn:
-    """The model's own (classifier-free-guided) noise prediction."""
-    return lambda x, t: denoiser.predict(x, t, cond, guidance_scale)
+def clean_from(prediction: str, x: torch.Tensor, out: torch.Tensor, level: Level) -> torch.Tensor:
+    """``x̂0`` from a network's ``out`` for ``x = alpha·x0 + sigma·noise``."""
+    a, s = level.alpha, level.sigma
+    if prediction == "epsilon":
+        return (x - s * out) / a
+    if prediction == "v_prediction":  # v = a·ε − s·x0, with a² + s² = 1
+        return a * x - s * out
+    if prediction == "sample":
+        return out
+    if prediction == "flow":  # velocity noise − x0, with a + s = 1
+        return x - s * out
+    raise ConfigError(f"unknown prediction type '{prediction}'; one of {', '.join(PREDICTIONS)}")
 
 
-def denoise(
-    denoiser: Denoiser,
+def renoise(x0: torch.Tensor, noise: torch.Tensor, level: Level) -> torch.Tensor:
+    """``x0`` noised to ``level``."""
+    return level.alpha * x0 + level.sigma * noise.to(x0.dtype)
+
+
+def step(x: torch.Tensor, x0: torch.Tensor, here: Level, there: Level) -> torch.Tensor:
+    """One deterministic step from ``here`` to ``there`` (DDIM on VP schedules, Euler on flow matching)."""
+    eps = (x.float() - here.alpha * x0) / here.sigma
+    return there.alpha * x0 + there.sigma * eps
+
+
+def start_index(levels: list[Level], strength: float, noise_level: float | None = None) -> int:
+    """Where img2img starts in ``levels`` (``steps + 1`` of them): img2img's ``int(steps · strength)`` last steps,
+    or, given ``noise_level``, the level nearest to it on the flow-matching scale (at least one step)."""
+    steps = len(levels) - 1
+    if noise_level is None:
+        return steps - int(steps * strength)
+    return min(range(steps), key=lambda i: abs(levels[i].noise_level - noise_level))
+
+
+X0Fn = Callable[[torch.Tensor, Level], torch.Tensor]
+"""``x̂0`` of a noisy batch at a level: the plain denoiser, or guided or regional variants of it."""
+
+
+def plain(den: Denoiser, cond: Conditioning) -> X0Fn:
+    return lambda x, level: den(x, level, cond)
+
+
+def sample(
+    den: Denoiser,
     x: torch.Tensor,
-    timesteps: torch.Tensor,
-    noise_fn: NoiseFn,
-    generator: torch.Generator | None = None,
+    levels: list[Level],
+    predict: X0Fn,
     progress: bool = True,
     desc: str = "denoise",
     callback: StepCallback | None = None,
 ) -> torch.Tensor:
-    """Run the scheduler over ``timesteps`` with ``noise_fn(x, t)`` as the model; returns images in [0, 1].
+    """From ``x`` at ``levels[0]`` down the levels with ``predict``; returns images in [0, 1].
 
-    The loop follows the scheduler's interface: ``scale_model_input`` before every model call, then ``step``. It
-    supports first-order schedulers of the variance-preserving family (DDIM, DDPM, PNDM's PLMS steps, ...), since
-    the guidance and region blending read ``alphas_cumprod``; others are refused (see :func:`check_scheduler`).
     ``callback(step, steps)`` runs after every step (it may raise to stop the loop)."""
-    scheduler = denoiser.scheduler
-    check_scheduler(scheduler)
+    steps = len(levels) - 1
     with torch.no_grad():
-        for i, t in enumerate(tqdm(timesteps, desc=desc, disable=not progress, leave=False)):
-            eps = noise_fn(scheduler.scale_model_input(x, t), t)
-            x = scheduler.step(eps, t, x, generator=generator).prev_sample.to(denoiser.dtype)
+        for i in tqdm(range(steps), desc=desc, disable=not progress, leave=False):
+            x0 = predict(x, levels[i])
+            x = step(x, x0, levels[i], levels[i + 1]).to(den.dtype)
             if callback is not None:
-                callback(i + 1, len(timesteps))
-        return denoiser.decode(x)
+                callback(i + 1, steps)
+        return den.decode(x)
 
 
-def check_scheduler(scheduler) -> None:
-    """Refuse a scheduler that tcig's own sampling loop would run wrongly: one of order > 1 (Heun, DPM-Solver-2),
-    which calls the model several times per step, or one that does not start from unit-variance noise (Euler and
-    other sigma-parameterized schedulers), whose inputs and x0 estimates the guidance does not model."""
-    name = type(scheduler).__name__
-    if getattr(scheduler, "order", 1) != 1:
-        raise ConfigError(
-            f"{name} is a scheduler of order {scheduler.order}; tcig's sampling loop (guided refinement, regional "
-            "and guided baselines) needs a first-order one such as DDIMScheduler"
-        )
-    if float(getattr(scheduler, "init_noise_sigma", 1.0)) != 1.0 or not hasattr(scheduler, "alphas_cumprod"):
-        raise ConfigError(
-            f"{name} is not a variance-preserving scheduler (init_noise_sigma "
-            f"{float(getattr(scheduler, 'init_noise_sigma', 1.0)):g}); use one such as DDIMScheduler or DDPMScheduler"
-        )
+def guided(den: Denoiser, cond: Conditioning, loss_fn: Callable[[torch.Tensor], torch.Tensor], weight: float) -> X0Fn:
+    """Forward universal guidance on ``x̂0``: decode it, score it with ``loss_fn`` (images in [0,1] to a scalar) and
+    move it along the gradient of that loss w.r.t. ``x_t`` (through the network and the VAE), by Tweedie's formula
+    ``x̂0 -= weight·sigma²/alpha·∇``; on a VP schedule this is ``ε̂ += weight·sigma·∇`` as in the paper."""
+
+    def predict(x: torch.Tensor, level: Level) -> torch.Tensor:
+        with torch.enable_grad():
+            x = x.detach().requires_grad_(True)
+            x0 = den(x, level, cond)
+            loss = loss_fn(den.decode(x0.to(den.dtype), clamp=False))
+            (grad,) = torch.autograd.grad(loss, x)
+        factor = weight * level.sigma**2 / max(level.alpha, MIN_ALPHA)
+        return (x0 - factor * grad.float()).detach()
+
+    return predict
 
 
 def region_weights(label_map: torch.Tensor, num_regions: int, size: tuple[int, int]) -> torch.Tensor:
@@ -163,63 +321,37 @@ def region_weights(label_map: torch.Tensor, num_regions: int, size: tuple[int, i
     return masks / masks.sum(dim=0, keepdim=True).clamp(min=1e-8)
 
 
-def regional_noise(
-    denoiser: Denoiser,
-    region_conds: list[torch.Tensor | None],
+def regional(
+    den: Denoiser,
+    region_conds: list[Conditioning],
     weights: torch.Tensor,
-    guidance_scale: float,
     *,
     backgrounds: torch.Tensor | None = None,
     bootstrap_steps: int = 0,
     generator: torch.Generator | None = None,
-) -> NoiseFn:
-    """MultiDiffusion with one prompt per region: each region's prompt predicts the noise of the whole image and
-    the predictions are blended with the region masks. With a deterministic sampler (DDIM) blending the noise is
-    the same as blending MultiDiffusion's per-region updates. ``region_conds`` holds one conditioning per region
-    (from ``conditioning``), ``weights`` the region masks ``[R,1,h,w]`` from ``region_weights``.
+) -> X0Fn:
+    """MultiDiffusion with one prompt per region: each region's prompt predicts ``x̂0`` of the whole image and the
+    predictions are blended with the region masks (with a deterministic step, the same as blending the updates).
+    ``region_conds`` holds one conditioning per region, ``weights`` the masks ``[R,1,h,w]`` of
+    :func:`region_weights`.
 
     Bootstrapping (MultiDiffusion Sec. 4.2): for the first ``bootstrap_steps`` steps each region sees, outside its
     mask, ``backgrounds[k]`` (a constant colour in model space) noised to the current level, which keeps an
     object inside its region instead of spreading over the image."""
     calls = [0]
 
-    def noise(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def predict(x: torch.Tensor, level: Level) -> torch.Tensor:
         bootstrapping = backgrounds is not None and calls[0] < bootstrap_steps
         calls[0] += 1
-        blended = torch.zeros_like(x)
+        blended = torch.zeros(x.shape, device=x.device)
         for k, cond in enumerate(region_conds):
             view = x
             if bootstrapping:
                 inside = (weights[k] > 0.5).to(x.dtype)
-                bg_noise = torch.randn(x.shape, generator=generator).to(x.device, x.dtype)
-                background = denoiser.scheduler.add_noise(backgrounds[k].expand_as(x), bg_noise, t.reshape(1))
+                noise = torch.randn(x.shape, generator=generator).to(x.device)
+                background = renoise(backgrounds[k].float().expand(x.shape), noise, level)
                 view = inside * x + (1 - inside) * background.to(x.dtype)
-            blended += weights[k].to(x.dtype) * denoiser.predict(view, t, cond, guidance_scale)
+            blended += weights[k].float() * den(view, level, cond)
         return blended
 
-    return noise
-
-
-def guided_noise(
-    denoiser: Denoiser,
-    cond: torch.Tensor | None,
-    guidance_scale: float,
-    loss_fn: Callable[[torch.Tensor], torch.Tensor],
-    scale: float,
-) -> NoiseFn:
-    """Forward universal guidance: predict the clean image from ``x_t``, decode it, score it with ``loss_fn``
-    (images in [0,1] to a scalar) and move the noise prediction along the loss gradient w.r.t. ``x_t`` (through
-    the UNet and the VAE): ``eps += scale * sqrt(1 - alpha_bar_t) * grad``."""
-    alphas = denoiser.scheduler.alphas_cumprod
-
-    def noise(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        with torch.enable_grad():
-            x = x.detach().requires_grad_(True)
-            eps = denoiser.predict(x, t, cond, guidance_scale)
-            alpha = alphas[int(t)].to(x.device, torch.float32)
-            x0 = (x.float() - (1 - alpha).sqrt() * eps.float()) / alpha.sqrt()
-            loss = loss_fn(denoiser.decode(x0.to(x.dtype), clamp=False))
-            (grad,) = torch.autograd.grad(loss, x)
-        return (eps.float() + scale * (1 - alpha).sqrt() * grad.float()).to(eps.dtype).detach()
-
-    return noise
+    return predict

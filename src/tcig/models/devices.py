@@ -45,16 +45,27 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
-def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    """``auto`` is float32 on CPU and float16 on a GPU (for stage 2; stage 1 uses autocast there)."""
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype | None:
+    """The stage-2 dtype asked for; ``auto`` is float32 on CPU and None on a GPU, which leaves the choice to the
+    refiner (:func:`refiner_dtype`; stage 1 uses autocast there)."""
     if name == "auto":
-        return torch.float32 if device.type == "cpu" else torch.float16
+        return torch.float32 if device.type == "cpu" else None
     if name not in DTYPES:
         raise ConfigError(f"unknown dtype '{name}'; use auto, float32, float16 or bfloat16")
     dtype = DTYPES[name]
     if device.type == "cpu" and dtype == torch.float16:
         raise ConfigError("float16 is not supported on the CPU; use --dtype float32 or bfloat16")
     return dtype
+
+
+def refiner_dtype(device: torch.device, preferred: torch.dtype) -> torch.dtype:
+    """A refiner's dtype under ``--dtype auto``: float32 on the CPU, else the half precision its family is released
+    in (bfloat16 for FLUX.1 and SD3, float16 for the UNet families), float16 where bfloat16 is not supported."""
+    if device.type == "cpu":
+        return torch.float32
+    if preferred == torch.bfloat16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return torch.float16
+    return preferred
 
 
 def autocast_dtype(device: torch.device) -> torch.dtype | None:

@@ -1,8 +1,10 @@
 """Stage 2 (quality): img2img / SDEdit refinement of the stage-1 image (Meng et al. 2022, SDEdit).
 
-A refiner implements ``refine(images in [0,1], prompts, ...) -> images in [0,1]``. Two implementations:
-any diffusers image-to-image pipeline (latent models: SD 1.x/2.x, SDXL, …) and an image-space (pixel) diffusion
-model, a ``UNet2DConditionModel``/``UNet2DModel`` on pixels with a scheduler and an optional text encoder.
+A refiner implements ``refine(images in [0,1], prompts, ...) -> images in [0,1]`` (same size out) and
+``text_to_image``, both through tcig's own sampler on the model's denoiser (:mod:`tcig.models.denoising`). Two
+kinds: diffusers pipelines of the families in :mod:`tcig.models.families` (SD 1.x/2.x, SDXL, SD3/3.5, FLUX.1) and
+image-space (pixel) diffusion models, a ``UNet2DConditionModel``/``UNet2DModel`` on pixels with a scheduler and an
+optional text encoder.
 """
 
 from __future__ import annotations
@@ -12,13 +14,13 @@ import logging
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Protocol
 
 import torch
 from torch import nn
 
 from tcig.errors import ConfigError, ModelLoadError
-from tcig.models.denoising import Denoiser, StepCallback, denoise, guided_noise, plain_noise
+from tcig.models.denoising import Level, StepCallback, guided, plain, sample, start_index
+from tcig.models.families import FamilyDenoiser, ImageSpace, denoiser_for
 from tcig.models.loading import check_model_ref, is_local_ref, load_pretrained, read_json_config
 from tcig.settings import Stage2Settings
 
@@ -29,13 +31,85 @@ Guidance = Callable[[torch.Tensor], torch.Tensor]
 """A differentiable loss of images ``[B,3,H,W]`` in [0,1] that guided refinement descends at every step."""
 
 
-class Refiner(Protocol):
-    """What stage 2 needs; ``vae`` is the latent model's autoencoder (None for image-space models). ``refine`` with a
-    ``guidance`` loss follows its gradient at every denoising step, weighted by ``settings.seg_guidance``."""
+class SamplingRefiner:
+    """Stage 2 through tcig's sampler (:mod:`tcig.models.denoising`) on a model family's denoiser: img2img, guided
+    img2img and text-to-image all step along the model's own schedule with the same sampler, so methods compared in
+    one evaluation differ in what they do, not in how they sample.
 
-    vae: nn.Module | None
-    name: str
+    What the model is, is declared by its family (:mod:`tcig.models.families`): ``size_multiple``,
+    ``preferred_dtype``, ``guidance`` (``cfg``, ``distilled`` or ``none``) and ``default_guidance`` (used when
+    ``Stage2Settings.guidance_scale`` is None)."""
 
+    def __init__(self, den: FamilyDenoiser, name: str = "refiner") -> None:
+        self._den = den
+        self.name = name
+
+    def denoiser(self) -> FamilyDenoiser:
+        """The model as ``x̂0 = D(x_t, level, cond)``, for custom sampling loops (regional prompts, guidance)."""
+        return self._den
+
+    @property
+    def vae(self) -> nn.Module | None:
+        return self._den.vae
+
+    @property
+    def size_multiple(self) -> int:
+        return self._den.size_multiple
+
+    @property
+    def preferred_dtype(self) -> torch.dtype:
+        return self._den.preferred_dtype
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self._den.dtype
+
+    @property
+    def sampler(self) -> str:
+        """The sampler every method of this refiner runs, e.g. ``DDIM on the variance preserving schedule``."""
+        return f"{self._den.schedule.sampler} on the {self._den.schedule.kind} schedule"
+
+    def describe(self) -> dict:
+        """The declarations, for sidecars and reports."""
+        den = self._den
+        return {
+            "family": den.family,
+            "prediction": den.prediction,
+            "sampler": self.sampler,
+            "size_multiple": den.size_multiple,
+            "latent_channels": den.latent_channels,
+            "packed_latents": den.packed,
+            "guidance": den.guidance,
+            "default_guidance": den.default_guidance,
+        }
+
+    def networks(self) -> dict[str, nn.Module]:
+        return self._den.networks()
+
+    def to(self, device: torch.device, dtype: torch.dtype | None = None) -> SamplingRefiner:
+        """Move every network; a VAE that declares ``force_upcast`` stays in float32 under float16 (SD-XL's VAE
+        overflows in float16)."""
+        for name, module in self.networks().items():
+            keep_fp32 = name == "vae" and dtype == torch.float16 and module.config.get("force_upcast")
+            module.to(device, torch.float32 if keep_fp32 else dtype) if dtype is not None else module.to(device)
+        return self
+
+    def guidance_scale(self, settings: Stage2Settings) -> float:
+        return self._den.default_guidance if settings.guidance_scale is None else settings.guidance_scale
+
+    def check_size(self, height: int, width: int) -> None:
+        m = self.size_multiple
+        if height % m or width % m:
+            raise ConfigError(f"{self.name} needs image sides that are multiples of {m}, got {width}x{height}")
+
+    def levels(self, settings: Stage2Settings, height: int, width: int) -> list[Level]:
+        """The noise levels an img2img run with ``settings`` goes through for images of that size (the first is
+        where it starts: ``noise_level`` when set, else ``strength`` of the schedule)."""
+        den = self._den
+        levels = den.schedule.levels(settings.steps, den.tokens(den.shape(1, height, width)))
+        return levels[start_index(levels, settings.strength, settings.noise_level) :]
+
+    @torch.no_grad()
     def refine(
         self,
         images: torch.Tensor,
@@ -45,8 +119,23 @@ class Refiner(Protocol):
         progress: bool = True,
         guidance: Guidance | None = None,
         callback: StepCallback | None = None,
-    ) -> torch.Tensor: ...
+    ) -> torch.Tensor:
+        """SDEdit: ``images`` ``[B,3,H,W]`` in [0,1] noised to the start level, then denoised with ``prompts``; with
+        ``guidance`` and ``settings.seg_guidance > 0`` each step follows the loss's gradient. Same size out."""
+        settings.check()
+        height, width = images.shape[-2:]
+        self.check_size(height, width)
+        den = self._den
+        levels = self.levels(settings, height, width)
+        cond = den.conditioning(prompts, settings.negative_prompt, self.guidance_scale(settings), (height, width))
+        x = den.start(levels, generator, images=images)
+        if guidance is not None and settings.seg_guidance > 0:
+            predict = guided(den, cond, guidance, settings.seg_guidance)
+        else:
+            predict = plain(den, cond)
+        return sample(den, x, levels, predict, progress, "stage 2", callback)
 
+    @torch.no_grad()
     def text_to_image(
         self,
         prompts: list[str],
@@ -56,18 +145,23 @@ class Refiner(Protocol):
         generator: torch.Generator | None = None,
         progress: bool = True,
         callback: StepCallback | None = None,
-    ) -> torch.Tensor: ...
+    ) -> torch.Tensor:
+        """The same model without a layout: sampling from pure noise over ``settings.steps`` steps (the baseline)."""
+        self.check_size(height, width)
+        den = self._den
+        levels = self.levels(replace(settings, strength=1.0, noise_level=None), height, width)
+        cond = den.conditioning(prompts, settings.negative_prompt, self.guidance_scale(settings), (height, width))
+        x = den.start(levels, generator, shape=den.shape(len(prompts), height, width))
+        return sample(den, x, levels, plain(den, cond), progress, "text-to-image", callback)
 
-    def to(self, device: torch.device, dtype: torch.dtype | None = None): ...
 
-
-class DiffusersImg2ImgRefiner:
-    """Wraps any diffusers image-to-image pipeline, e.g. from ``AutoPipelineForImage2Image.from_pretrained``."""
+class DiffusersImg2ImgRefiner(SamplingRefiner):
+    """A diffusers pipeline (``AutoPipelineForImage2Image.from_pretrained``) of a family in
+    :data:`~tcig.models.families.FAMILIES`: SD 1.x/2.x, SDXL, SD3/3.5, FLUX.1."""
 
     def __init__(self, pipeline, name: str = "refiner") -> None:
+        super().__init__(denoiser_for(pipeline, name), name)
         self.pipeline = pipeline
-        self.name = name
-        self._text2image = None
 
     @classmethod
     def from_pretrained(cls, ref: str, *, allow_pickle: bool = False) -> DiffusersImg2ImgRefiner:
@@ -76,125 +170,9 @@ class DiffusersImg2ImgRefiner:
         pipe = load_pretrained(AutoPipelineForImage2Image.from_pretrained, ref, "refiner", allow_pickle=allow_pickle)
         return cls(pipe, name=ref)
 
-    @property
-    def vae(self) -> nn.Module | None:
-        return getattr(self.pipeline, "vae", None)
 
-    def denoiser(self) -> Denoiser:
-        """The pipeline's UNet, VAE and text encoder with a DDIM copy of its scheduler, for custom sampling loops
-        (regional prompts, guidance). Stable Diffusion 1.x/2.x layout (one text encoder) only."""
-        from diffusers import DDIMScheduler
-
-        pipe = self.pipeline
-        if getattr(pipe, "text_encoder_2", None) is not None or not hasattr(pipe, "encode_prompt"):
-            raise ConfigError(
-                f"{type(pipe).__name__} has no single text encoder; regional and guided sampling support "
-                "Stable Diffusion 1.x/2.x-layout pipelines and image-space models"
-            )
-        scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
-
-        def embed(texts: list[str]) -> torch.Tensor:
-            return pipe.encode_prompt(texts, pipe.device, 1, False)[0]
-
-        return Denoiser(pipe.unet, scheduler, embed, pipe.vae)
-
-    def to(self, device: torch.device, dtype: torch.dtype | None = None) -> DiffusersImg2ImgRefiner:
-        self.pipeline.to(device, dtype) if dtype is not None else self.pipeline.to(device)
-        return self
-
-    @torch.no_grad()
-    def refine(
-        self,
-        images: torch.Tensor,
-        prompts: list[str],
-        settings: Stage2Settings,
-        generator: torch.Generator | None = None,
-        progress: bool = True,
-        guidance: Guidance | None = None,
-        callback: StepCallback | None = None,
-    ) -> torch.Tensor:
-        settings.check()
-        if guidance is not None and settings.seg_guidance > 0:
-            return sdedit(self.denoiser(), images, prompts, settings, generator, progress, guidance, callback=callback)
-        dtype = self.vae.dtype if self.vae is not None else images.dtype
-        image = images.to(self.pipeline.device, dtype)
-        return _run(
-            self.pipeline,
-            "stage 2",
-            prompts,
-            settings,
-            generator,
-            progress,
-            callback,
-            image=image,
-            strength=settings.strength,
-        )
-
-    @torch.no_grad()
-    def text_to_image(
-        self,
-        prompts: list[str],
-        height: int,
-        width: int,
-        settings: Stage2Settings,
-        generator: torch.Generator | None = None,
-        progress: bool = True,
-        callback: StepCallback | None = None,
-    ) -> torch.Tensor:
-        """The same model without a layout: plain text-to-image with ``settings.steps`` steps (the baseline)."""
-        from diffusers import AutoPipelineForText2Image
-
-        if self._text2image is None:
-            self._text2image = AutoPipelineForText2Image.from_pipe(self.pipeline)
-        return _run(
-            self._text2image,
-            "text-to-image",
-            prompts,
-            settings,
-            generator,
-            progress,
-            callback,
-            height=height,
-            width=width,
-        )
-
-
-def _run(
-    pipeline,
-    desc: str,
-    prompts: list[str],
-    settings: Stage2Settings,
-    generator,
-    progress: bool,
-    callback: StepCallback | None = None,
-    **inputs,
-):
-    """Call a diffusers pipeline with the shared settings; images ``[B,3,H,W]`` in [0,1], float32."""
-    pipeline.set_progress_bar_config(disable=not progress, desc=desc, leave=False)
-    negative = [settings.negative_prompt] * len(prompts) if settings.negative_prompt else None
-    if callback is not None:
-
-        def on_step_end(pipe, step: int, _t, tensors: dict) -> dict:
-            callback(step + 1, getattr(pipe, "num_timesteps", None) or settings.steps)
-            return tensors
-
-        inputs["callback_on_step_end"] = on_step_end
-    out = pipeline(
-        prompt=prompts,
-        num_inference_steps=settings.steps,
-        guidance_scale=settings.guidance_scale,
-        negative_prompt=negative,
-        generator=generator,
-        output_type="pt",
-        **inputs,
-    )
-    return out.images.float().clamp(0, 1)
-
-
-class PixelSDEditRefiner:
+class PixelSDEditRefiner(SamplingRefiner):
     """SDEdit with an image-space diffusion model: noise the image to ``strength``, then denoise with the prompt."""
-
-    vae = None
 
     def __init__(
         self, unet: nn.Module, scheduler, text_encoder: nn.Module | None = None, tokenizer=None, name: str = "refiner"
@@ -203,7 +181,7 @@ class PixelSDEditRefiner:
         self.scheduler = scheduler
         self.text_encoder = text_encoder.eval() if text_encoder is not None else None
         self.tokenizer = tokenizer
-        self.name = name
+        super().__init__(ImageSpace(self.unet, scheduler, self.text_encoder, tokenizer), name)
 
     @classmethod
     def from_pretrained(cls, ref: str, *, allow_pickle: bool = False) -> PixelSDEditRefiner:
@@ -250,77 +228,9 @@ class PixelSDEditRefiner:
                 index[key] = [type(part).__module__.split(".")[0], type(part).__name__]
         (folder / "model_index.json").write_text(json.dumps(index, indent=2))
 
-    def to(self, device: torch.device, dtype: torch.dtype | None = None) -> PixelSDEditRefiner:
-        for module in (self.unet, self.text_encoder):
-            if module is not None:
-                module.to(device, dtype) if dtype is not None else module.to(device)
-        return self
 
-    def _embed(self, texts: list[str]) -> torch.Tensor:
-        ids = self.tokenizer(
-            texts,
-            padding="max_length",
-            truncation=True,
-            max_length=self.tokenizer.model_max_length,
-            return_tensors="pt",
-        ).input_ids.to(self.unet.device)
-        return self.text_encoder(ids).last_hidden_state.to(self.unet.dtype)
-
-    @torch.no_grad()
-    def refine(
-        self,
-        images: torch.Tensor,
-        prompts: list[str],
-        settings: Stage2Settings,
-        generator: torch.Generator | None = None,
-        progress: bool = True,
-        guidance: Guidance | None = None,
-        callback: StepCallback | None = None,
-    ) -> torch.Tensor:
-        settings.check()
-        return sdedit(self.denoiser(), images, prompts, settings, generator, progress, guidance, callback=callback)
-
-    @torch.no_grad()
-    def text_to_image(
-        self,
-        prompts: list[str],
-        height: int,
-        width: int,
-        settings: Stage2Settings,
-        generator: torch.Generator | None = None,
-        progress: bool = True,
-        callback: StepCallback | None = None,
-    ) -> torch.Tensor:
-        """Sampling from pure noise with the whole schedule: the model alone, without a layout."""
-        noise_only = replace(settings, strength=1.0)
-        shape = (len(prompts), 3, height, width)
-        return sdedit(self.denoiser(), None, prompts, noise_only, generator, progress, shape=shape, callback=callback)
-
-    def denoiser(self) -> Denoiser:
-        return Denoiser(self.unet, self.scheduler, self._embed if self.text_encoder is not None else None)
-
-
-def sdedit(
-    den: Denoiser,
-    images: torch.Tensor | None,
-    prompts: list[str],
-    settings: Stage2Settings,
-    generator: torch.Generator | None,
-    progress: bool,
-    guidance: Guidance | None = None,
-    shape: tuple[int, ...] | None = None,
-    callback: StepCallback | None = None,
-) -> torch.Tensor:
-    """SDEdit through the shared loop: ``images`` noised to ``settings.strength`` (or pure noise of ``shape``), then
-    denoised with the prompts; with ``guidance``, each step follows its gradient (``settings.seg_guidance``)."""
-    timesteps = den.timesteps(settings.steps, settings.strength)
-    x = den.start(timesteps, generator, images=images, shape=shape)
-    cond = den.conditioning(prompts, settings.negative_prompt, settings.guidance_scale)
-    if guidance is not None and settings.seg_guidance > 0:
-        noise_fn = guided_noise(den, cond, settings.guidance_scale, guidance, settings.seg_guidance)
-    else:
-        noise_fn = plain_noise(den, cond, settings.guidance_scale)
-    return denoise(den, x, timesteps, noise_fn, generator, progress, desc="stage 2", callback=callback)
+Refiner = SamplingRefiner
+"""What stage 2 needs (``vae`` is None for image-space models)."""
 
 
 def load_refiner(ref: str, *, allow_pickle: bool = False) -> Refiner:

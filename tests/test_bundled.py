@@ -20,8 +20,7 @@ def test_bundle_fits_the_budget_and_holds_safetensors_only():
 def test_half_precision_unets_load_as_float32():
     for name in ("scenes", "scenes-pixel"):
         refiner = load_refiner(BUILTIN[name].refiner)
-        unet = refiner.pipeline.unet if hasattr(refiner, "pipeline") else refiner.unet
-        assert unet.dtype == torch.float32, name
+        assert refiner.networks()["unet"].dtype == torch.float32, name
 
 
 def test_each_bundled_model_trained_on_a_seed_range_of_its_own():

@@ -1,10 +1,23 @@
-"""The shared denoising loop and its regional and guided noise predictions, on the tiny models."""
+"""The denoiser contract: predictions of every type to x̂0, the schedules, and the regional and guided variants."""
 
 import pytest
 import torch
+from diffusers import DDIMScheduler, FlowMatchEulerDiscreteScheduler
 
-from tcig.models.denoising import denoise, guided_noise, plain_noise, region_weights, regional_noise
+from tcig.errors import ConfigError
+from tcig.models.denoising import (
+    Conditioning,
+    Denoiser,
+    Level,
+    guided,
+    plain,
+    region_weights,
+    regional,
+    sample,
+    schedule_of,
+)
 from tcig.models.refiners import load_refiner
+from tcig.settings import Stage2Settings
 
 
 def test_region_weights_partition_every_position():
@@ -17,24 +30,104 @@ def test_region_weights_partition_every_position():
     assert torch.allclose(half[:, 0, 0, 0], torch.tensor([0.5, 0.5, 0.0]))
 
 
+class Oracle(Denoiser):
+    """An image-space "network" that knows the clean image: it outputs the exact ε, v, sample or flow velocity of
+    ``clean`` for the ``x`` it is given, in the convention of ``outputs``; the wrapper reads it as ``prediction``."""
+
+    def __init__(self, scheduler, outputs: str, prediction: str, clean: torch.Tensor) -> None:
+        self.network = torch.nn.Conv2d(3, 3, 1)
+        self.network.config = type("Config", (), {"in_channels": 3})()
+        self.schedule = schedule_of(scheduler, prediction)
+        self.prediction, self.outputs, self.clean = prediction, outputs, clean
+
+    def network_output(self, x, level: Level, tensors):
+        a, s, x0 = level.alpha, level.sigma, self.clean.to(x)
+        eps = (x - a * x0) / s
+        return {"epsilon": eps, "v_prediction": a * eps - s * x0, "sample": x0, "flow": eps - x0}[self.outputs]
+
+
+VP = DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, set_alpha_to_one=True,
+                   steps_offset=1, clip_sample=False)  # fmt: skip
+"""Ends at the clean image (alpha 1), so the oracle's samples are exact."""
+FLOW = FlowMatchEulerDiscreteScheduler(shift=3.0)
+
+
+@pytest.mark.parametrize(
+    ("scheduler", "prediction"), [(VP, "epsilon"), (VP, "v_prediction"), (VP, "sample"), (FLOW, "flow")]
+)
+def test_every_prediction_type_gives_the_known_clean_image(scheduler, prediction):
+    """A model that predicts the clean image exactly must give it back as x̂0 at every noise level, and as the
+    sample from pure noise; its outputs read as ε-prediction (a v- or flow model treated as ε) must not."""
+    clean = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(0)) * 1.6 - 0.8
+    den = Oracle(scheduler, prediction, prediction, clean)
+    levels = den.schedule.levels(10, 16)
+    x = den.start(levels, torch.Generator().manual_seed(1), shape=(1, 3, 8, 8))
+    for level in levels[:-1]:
+        noisy = level.alpha * clean + level.sigma * x
+        assert torch.allclose(den(noisy, level, Conditioning()), clean, atol=1e-4)
+    out = sample(den, x, levels, plain(den, Conditioning()), progress=False)
+    assert torch.allclose(out, ((clean + 1) / 2).clamp(0, 1), atol=1e-4)
+    if prediction == "flow":  # an ε reading is refused outright on a flow schedule
+        with pytest.raises(ConfigError, match="does not match"):
+            Oracle(scheduler, prediction, "epsilon", clean)
+    elif prediction != "epsilon":
+        wrong = Oracle(scheduler, prediction, "epsilon", clean)
+        level = levels[3]
+        misread = wrong(level.alpha * clean + level.sigma * x, level, Conditioning())
+        assert (misread - clean).abs().mean() > 0.2
+
+
+def test_schedules_start_where_strength_or_noise_level_says():
+    vp, flow = schedule_of(VP, "epsilon"), schedule_of(FLOW, "flow")
+    for schedule in (vp, flow):
+        levels = schedule.levels(20)
+        assert len(levels) == 21
+        noise = [lv.noise_level for lv in levels]
+        assert noise == sorted(noise, reverse=True) and noise[-1] < 0.05 and noise[0] > 0.9
+        assert schedule.start_index(levels, 0.5) == 10  # img2img keeps steps * strength steps
+        nearest = levels[schedule.start_index(levels, 1.0, noise_level=0.5)].noise_level
+        assert abs(nearest - 0.5) <= max(abs(a.noise_level - b.noise_level) for a, b in zip(levels, levels[1:]))
+    # the same strength is far more noise on a shifted flow schedule (the issue's SD3 figure: 0.6 -> sigma ~0.8)
+    sd3 = flow.levels(28)[flow.start_index(flow.levels(28), 0.6)].noise_level
+    assert 0.75 < sd3 < 0.85
+
+
+def test_dynamic_shift_follows_the_token_count():
+    scheduler = FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
+                                                base_image_seq_len=256, max_image_seq_len=4096)  # fmt: skip
+    schedule = schedule_of(scheduler, "flow", linear_sigmas=True)
+    big, small = schedule.levels(28, 4096), schedule.levels(28, 256)
+    start = {(tokens, strength): levels[schedule.start_index(levels, strength)].sigma
+             for tokens, levels in ((4096, big), (256, small)) for strength in (0.3, 0.6)}  # fmt: skip
+    assert start[4096, 0.3] > start[256, 0.3]
+    # diffusers' FLUX img2img at 1024² (mu = 1.15, 28 steps): strength 0.3 starts at sigma ~0.60, 0.6 at ~0.83
+    assert abs(start[4096, 0.3] - 0.60) < 0.01 and abs(start[4096, 0.6] - 0.83) < 0.01
+
+
 @pytest.mark.parametrize("kind", ["latent", "pixel"])
 def test_regional_and_guided_reduce_to_plain_sampling(tiny, kind):
     """One prompt for every region, or guidance of weight 0, must give exactly the model's own samples."""
-    den = load_refiner(str(tiny[kind])).denoiser()
-    steps = den.timesteps(4, 1.0)
-    cond = den.conditioning(["a boat on the sea"], None, 3.0)
+    refiner = load_refiner(str(tiny[kind]))
+    den = refiner.denoiser()
+    levels = refiner.levels(Stage2Settings(steps=4, strength=1.0), 32, 32)
+    cond = den.conditioning(["a boat on the sea"], None, 3.0, (32, 32))
     shape = den.shape(1, 32, 32)
 
-    def sample(noise_fn):
-        x = den.start(steps, torch.Generator().manual_seed(0), shape=shape)
-        return denoise(den, x, steps, noise_fn, torch.Generator().manual_seed(1), progress=False)
+    def run(predict):
+        x = den.start(levels, torch.Generator().manual_seed(0), shape=shape)
+        return sample(den, x, levels, predict, progress=False)
 
-    plain = sample(plain_noise(den, cond, 3.0))
+    alone = run(plain(den, cond))
     weights = region_weights(torch.tensor([[0, 1], [1, -1]]), 2, shape[-2:])
-    regional = sample(regional_noise(den, [cond, cond, cond], weights, 3.0))
-    assert torch.allclose(plain, regional, atol=1e-5)
-    unguided = sample(guided_noise(den, cond, 3.0, lambda images: images.mean(), scale=0.0))
-    assert torch.allclose(plain, unguided, atol=1e-5)
-    guided = sample(guided_noise(den, cond, 3.0, lambda images: images.mean(), scale=50.0))
-    assert plain.shape == (1, 3, 32, 32) and 0 <= guided.min() and guided.max() <= 1
-    assert guided.mean() < plain.mean()  # guidance lowers the loss it follows: the mean brightness
+    assert torch.allclose(alone, run(regional(den, [cond, cond, cond], weights)), atol=1e-5)
+    assert torch.allclose(alone, run(guided(den, cond, lambda images: images.mean(), weight=0.0)), atol=1e-5)
+    darker = run(guided(den, cond, lambda images: images.mean(), weight=50.0))
+    assert alone.shape == (1, 3, 32, 32) and 0 <= darker.min() and darker.max() <= 1
+    assert darker.mean() < alone.mean()  # guidance lowers the loss it follows: the mean brightness
+
+
+def test_schedulers_of_another_family_are_refused():
+    with pytest.raises(ConfigError, match="does not match"):
+        schedule_of(FLOW, "epsilon")
+    with pytest.raises(ConfigError, match="does not match"):
+        schedule_of(VP, "flow")

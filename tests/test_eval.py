@@ -280,33 +280,6 @@ def test_two_cases_with_one_name_are_refused(tmp_path):
         load_cases(f"folder:{tmp_path}")
 
 
-def test_the_sampling_loop_follows_the_scheduler_interface():
-    from diffusers import DDIMScheduler, EulerDiscreteScheduler, HeunDiscreteScheduler
-
-    from tcig.errors import ConfigError
-    from tcig.models.denoising import Denoiser, check_scheduler, denoise
-
-    check_scheduler(DDIMScheduler())
-    with pytest.raises(ConfigError, match="order 2"):
-        check_scheduler(HeunDiscreteScheduler())
-    with pytest.raises(ConfigError, match="not a variance-preserving"):
-        check_scheduler(EulerDiscreteScheduler())
-
-    class Counting(DDIMScheduler):
-        scaled = 0
-
-        def scale_model_input(self, sample, timestep=None):
-            type(self).scaled += 1
-            return sample
-
-    scheduler = Counting()
-    unet = torch.nn.Conv2d(3, 3, 1)
-    den = Denoiser(unet, scheduler, None)
-    timesteps = den.timesteps(10, 0.5)
-    denoise(den, torch.zeros(1, 3, 8, 8), timesteps, lambda x, t: torch.zeros_like(x), progress=False)
-    assert Counting.scaled == len(timesteps) == 5
-
-
 @pytest.mark.parametrize(
     ("args", "needle"),
     [

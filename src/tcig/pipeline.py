@@ -256,7 +256,7 @@ class TCIGPipeline:
         self.check_inputs(prompt, layout, parameterization, stage2, stage1, num_images)
         SizeSettings(height, width, fit, stage1_size, parameterization).check()
         height, width = self.output_size(layout, height, width, self.resolution)
-        layout = layout.resized(height, width, fit)
+        layout = layout.resized(height, width, fit, rounding=max(8, self.size_multiple))
         h1, w1 = self.stage1_shape(layout, stage1_size)
         self.check_memory(num_images, (height, width), (h1, w1), stage1)
         timings: dict[str, float] = {}

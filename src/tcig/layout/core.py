@@ -52,17 +52,17 @@ class Layout:
                 "the layout has no labelled pixel: every pixel is 'don't care'; label at least one region"
             )
 
-    def resized(self, height: int, width: int, fit: Fit | None = None) -> Layout:
+    def resized(self, height: int, width: int, fit: Fit | None = None, rounding: int = 8) -> Layout:
         """Nearest-neighbour resize to (height, width).
 
         An aspect-ratio change must be chosen explicitly with ``fit``: ``stretch`` distorts, ``crop`` keeps the
         centre, ``pad`` adds don't-care borders. Without ``fit`` a change of aspect ratio beyond the rounding of each
-        side to a multiple of 8 (at most 4 pixels, and under 15 %) is an error.
+        side to a multiple of ``rounding`` (at most half of it, and under 15 %) is an error.
         """
         h, w = self.size
         if (h, w) == (height, width):
             return self
-        same_aspect = _within_rounding(h, w, height, width)
+        same_aspect = _within_rounding(h, w, height, width, rounding)
         if fit is None and not same_aspect:
             raise ConfigError(
                 f"the layout is {w}x{h} but {width}x{height} was asked for, a different aspect ratio; "
@@ -91,12 +91,12 @@ class Layout:
         return out * valid
 
 
-def _within_rounding(h: int, w: int, height: int, width: int) -> bool:
-    """Whether (height, width) is the (h, w) shape scaled, up to rounding each side to a multiple of 8."""
+def _within_rounding(h: int, w: int, height: int, width: int, rounding: int = 8) -> bool:
+    """Whether (height, width) is the (h, w) shape scaled, up to rounding each side to a multiple of ``rounding``."""
     if abs(h * width - w * height) <= max(h, w):  # equal up to one pixel of rounding
         return True
-    off_h, off_w = abs(height - width * h / w), abs(width - height * w / h)
-    return (off_h <= 4.5 and off_h < 0.15 * height) or (off_w <= 4.5 and off_w < 0.15 * width)
+    off_h, off_w, most = abs(height - width * h / w), abs(width - height * w / h), rounding / 2 + 0.5
+    return (off_h <= most and off_h < 0.15 * height) or (off_w <= most and off_w < 0.15 * width)
 
 
 def _nearest(label: torch.Tensor, height: int, width: int) -> torch.Tensor:

@@ -54,7 +54,28 @@ class Level:
         return self.sigma / (self.alpha + self.sigma)
 
 
-class VPSchedule:
+class _Schedule:
+    kind = sampler = ""
+
+    def levels(self, steps: int, tokens: int | None = None) -> list[Level]:
+        """``steps + 1`` levels from the noisiest to the last one."""
+        raise NotImplementedError
+
+    def strength_index(self, steps: int, strength: float) -> int:
+        """Where img2img at ``strength`` starts in a ``steps``-step schedule: it keeps ``int(steps · strength)``
+        steps, as diffusers' SD and SDXL img2img pipelines do."""
+        return steps - int(steps * strength)
+
+    def start_index(self, levels: list[Level], strength: float, noise_level: float | None = None) -> int:
+        """Where img2img starts in ``levels``: at ``strength`` of the schedule as the family's img2img pipeline
+        counts it, or, given ``noise_level``, at the level nearest to it on the flow-matching scale."""
+        steps = len(levels) - 1
+        if noise_level is None:
+            return min(self.strength_index(steps, strength), steps)
+        return min(range(steps), key=lambda i: abs(levels[i].noise_level - noise_level))
+
+
+class VPSchedule(_Schedule):
     """A variance-preserving schedule read from a diffusers scheduler's config (betas, spacing, final alpha), with
     DDIM's timesteps; ``alpha = sqrt(ᾱ_t)``, ``sigma = sqrt(1 - ᾱ_t)``."""
 
@@ -68,7 +89,6 @@ class VPSchedule:
         self._scheduler = DDIMScheduler.from_config(config)
 
     def levels(self, steps: int, tokens: int | None = None) -> list[Level]:
-        """``steps + 1`` levels from the noisiest to the last one (DDIM's final alpha)."""
         scheduler = self._scheduler
         scheduler.set_timesteps(steps)
         alphas = scheduler.alphas_cumprod.double()
@@ -80,7 +100,7 @@ def _vp_level(t: int, alpha_bar: float) -> Level:
     return Level(float(t), math.sqrt(alpha_bar), math.sqrt(max(1.0 - alpha_bar, 0.0)))
 
 
-class FlowSchedule:
+class FlowSchedule(_Schedule):
     """A flow-matching schedule read from a ``FlowMatchEulerDiscreteScheduler`` config: ``alpha = 1 - sigma``,
     sigmas shifted statically (SD3: ``shift``) or by ``mu`` from the latent's token count (FLUX: dynamic
     shifting, the pipeline's own ``calculate_shift`` line between ``base_shift`` and ``max_shift``).
@@ -96,6 +116,10 @@ class FlowSchedule:
         self.config = config
         self.linear_sigmas = linear_sigmas
         self._scheduler = FlowMatchEulerDiscreteScheduler.from_config(config)
+
+    def strength_index(self, steps: int, strength: float) -> int:
+        """As diffusers' SD3 and FLUX img2img pipelines count it: ``int(steps - steps · strength)``."""
+        return int(steps - steps * strength)
 
     def levels(self, steps: int, tokens: int | None = None) -> list[Level]:
         scheduler, config = self._scheduler, self.config
@@ -254,15 +278,6 @@ def step(x: torch.Tensor, x0: torch.Tensor, here: Level, there: Level) -> torch.
     """One deterministic step from ``here`` to ``there`` (DDIM on VP schedules, Euler on flow matching)."""
     eps = (x.float() - here.alpha * x0) / here.sigma
     return there.alpha * x0 + there.sigma * eps
-
-
-def start_index(levels: list[Level], strength: float, noise_level: float | None = None) -> int:
-    """Where img2img starts in ``levels`` (``steps + 1`` of them): img2img's ``int(steps · strength)`` last steps,
-    or, given ``noise_level``, the level nearest to it on the flow-matching scale (at least one step)."""
-    steps = len(levels) - 1
-    if noise_level is None:
-        return steps - int(steps * strength)
-    return min(range(steps), key=lambda i: abs(levels[i].noise_level - noise_level))
 
 
 X0Fn = Callable[[torch.Tensor, Level], torch.Tensor]

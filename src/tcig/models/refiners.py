@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from tcig.errors import ConfigError, ModelLoadError
-from tcig.models.denoising import Level, StepCallback, guided, plain, sample, start_index
+from tcig.models.denoising import Level, StepCallback, guided, plain, sample
 from tcig.models.families import FamilyDenoiser, ImageSpace, denoiser_for
 from tcig.models.loading import check_model_ref, is_local_ref, load_pretrained, read_json_config
 from tcig.settings import Stage2Settings
@@ -107,7 +107,10 @@ class SamplingRefiner:
         where it starts: ``noise_level`` when set, else ``strength`` of the schedule)."""
         den = self._den
         levels = den.schedule.levels(settings.steps, den.tokens(den.shape(1, height, width)))
-        return levels[start_index(levels, settings.strength, settings.noise_level) :]
+        levels = levels[den.schedule.start_index(levels, settings.strength, settings.noise_level) :]
+        if len(levels) < 2:
+            raise ConfigError(f"--strength {settings.strength} with {settings.steps} steps leaves no denoising step")
+        return levels
 
     @torch.no_grad()
     def refine(

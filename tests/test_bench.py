@@ -74,6 +74,9 @@ def configs(tmp_path_factory):
     for name, config in {"sd": TINY_SD, "clip": TINY_CLIP, "seg": TINY_SEG}.items():
         paths[name] = folder / f"tiny-{name}.json"
         paths[name].write_text(json.dumps(config))
+    # the settings timed: stage 1 from noise (the real sets' colour start would first draw 11 start images)
+    paths["defaults"] = folder / "defaults.json"
+    paths["defaults"].write_text(json.dumps({"clip": "-", "segmenters": ["-"], "stage2": {"strength": 0.6}}))
     return paths
 
 
@@ -99,6 +102,8 @@ def _bench(configs, out, *extra):
             "0",
             "--device",
             "cpu",
+            "--defaults-from",
+            str(configs["defaults"]),
             "--out",
             str(out),
             *extra,
@@ -207,3 +212,52 @@ def test_bench_sdxl_layout_with_two_text_encoders(configs, tmp_path):
     assert _bench({**configs, "sd": path}, out, "--tables", "main") == 0
     rows = json.loads(out.read_text())["main"]
     assert len(rows) == 3 and all(r["seconds"] > 0 for r in rows)
+
+
+def test_flow_configs_are_the_published_sizes():
+    """SD3.5 Medium and FLUX.1 at real size, built on the meta device (no memory): the published parameter counts."""
+    import torch
+
+    def billions(module):
+        return sum(p.numel() for p in module.parameters()) / 1e9
+
+    sizes = {}
+    for name in ("sd35", "flux-dev", "flux-schnell"):
+        parts = models.random_diffusion(name, torch.device("meta"), torch.bfloat16)["components"]
+        sizes[name] = {k: billions(v) for k, v in parts.items() if isinstance(v, torch.nn.Module)}
+    assert 11.8 < sizes["flux-dev"]["transformer"] < 12.0 and 11.8 < sizes["flux-schnell"]["transformer"] < 12.0
+    assert 4.7 < sizes["flux-dev"]["text_encoder_2"] < 4.8  # T5-XXL's encoder
+    assert 2.2 < sizes["sd35"]["transformer"] < 2.6  # MMDiT-X (2.24 B here; Stability quotes 2.5 B)
+    assert 0.69 < sizes["sd35"]["text_encoder_2"] < 0.7  # OpenCLIP ViT-bigG/14's text tower
+
+
+@pytest.mark.parametrize("family", ["sd3", "flux"])
+def test_bench_flow_transformers_with_the_sd_controlnet_reference(configs, tmp_path, family):
+    """A flow-matching transformer times through its own img2img pipeline; the ControlNet reference is a UNet's."""
+    tiny_t5 = {"vocab_size": 600, "d_model": 32, "d_kv": 4, "d_ff": 16, "num_layers": 1, "num_heads": 2,
+               "relative_attention_num_buckets": 8, "relative_attention_max_distance": 32,
+               "feed_forward_proj": "gated-gelu", "is_encoder_decoder": False}  # fmt: skip
+    vae = {**TINY_SD["vae"], "latent_channels": 16, "use_quant_conv": False, "use_post_quant_conv": False,
+           "shift_factor": 0.1, "scaling_factor": 0.4}  # fmt: skip
+    if family == "sd3":
+        transformer = {"sample_size": 8, "patch_size": 2, "in_channels": 16, "out_channels": 16, "num_layers": 1,
+                       "attention_head_dim": 8, "num_attention_heads": 4, "joint_attention_dim": 32,
+                       "caption_projection_dim": 32, "pooled_projection_dim": 32}  # fmt: skip
+        text = {"text_encoder": {**TINY_TEXT, "projection_dim": 16}, "text_encoder_2": TINY_TEXT,
+                "text_encoder_3": tiny_t5}  # fmt: skip
+        scheduler = {"_class_name": "FlowMatchEulerDiscreteScheduler", "shift": 3.0}
+    else:
+        transformer = {"patch_size": 1, "in_channels": 64, "num_layers": 1, "num_single_layers": 1,
+                       "attention_head_dim": 16, "num_attention_heads": 2, "joint_attention_dim": 32,
+                       "pooled_projection_dim": 32, "axes_dims_rope": [4, 4, 8], "guidance_embeds": True}  # fmt: skip
+        text = {"text_encoder": {**TINY_TEXT}, "text_encoder_2": tiny_t5}
+        scheduler = {"_class_name": "FlowMatchEulerDiscreteScheduler", "use_dynamic_shifting": True}
+    config = {"family": family, "resolution": 64, "transformer": transformer, "vae": vae, **text,
+              "scheduler": scheduler, "controlnet_from": str(configs["sd"])}  # fmt: skip
+    path = tmp_path / f"tiny-{family}.json"
+    path.write_text(json.dumps(config))
+    out = tmp_path / "bench.json"
+    assert _bench({**configs, "sd": path}, out, "--tables", "main") == 0
+    rows = json.loads(out.read_text())["main"]
+    assert len(rows) == 3 and all(r["seconds"] > 0 for r in rows)
+    assert any("SD1.5 + ControlNet" in r["name"] for r in rows)

@@ -452,9 +452,10 @@ class TCIGPipeline:
     def noise_levels(self, stage2: Stage2Settings, size: tuple[int, int]) -> dict:
         """The noise levels (flow-matching scale, see ``Stage2Settings.noise_level``) at which the refinement and each
         cycle's refinement start for images of ``size``, and the denoising steps each runs."""
-        first, again = self.refiner.levels(stage2, *size), self.refiner.levels(stage2.cycle(), *size)
+        first = self.refiner.levels(stage2, *size)
         out = {"refine": round(first[0].noise_level, 4), "refine_steps": len(first) - 1}
         if stage2.cycles:
+            again = self.refiner.levels(stage2.cycle(), *size)
             out.update(cycle=round(again[0].noise_level, 4), cycle_steps=len(again) - 1)
         return out
 

@@ -217,6 +217,10 @@ class Stage2Settings(_Checked):
         kind=float, low=0, high=1, low_open=True,
     )  # fmt: skip
 
+    def at_strength(self, strength: float) -> Stage2Settings:
+        """The same settings starting at ``strength`` (an explicit strength drops ``noise_level``)."""
+        return replace(self, strength=strength, noise_level=None)
+
     def cycle(self) -> Stage2Settings:
         """The settings of a cycle's refinement: its strength or noise level, no cycles of its own."""
         return replace(self, strength=self.cycle_strength, noise_level=self.cycle_noise_level, cycles=0)

@@ -2,7 +2,9 @@
 
 Each config holds the published hyper-parameters of one model (layer counts and widths), so its compute and memory
 match the pre-trained model's; only the weights are random. A config is a built-in name (``sd15``, ``sdxl``,
-``clip-vit-b32``, ``clip-vit-l14``, ``segformer-b0``, ``segformer-b5``, ``mask2former-swin-t``) or a JSON path.
+``sd35``, ``flux-dev``, ``flux-schnell``, ``clip-vit-b32``, ``clip-vit-l14``, ``segformer-b0``, ``segformer-b5``,
+``mask2former-swin-t``) or a JSON path. A diffusion config with ``"family": "sd3"`` or ``"flux"`` holds a
+``transformer`` instead of a ``unet``, and T5 configs among its text encoders.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from tcig.errors import ConfigError
 from tcig.io.files import read_json_object
 from tcig.layout.vocabularies import load_vocabulary
 from tcig.models.clip_scorer import CLIPScorer
+from tcig.models.devices import refiner_dtype
 from tcig.models.preprocess import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, ImageNorm
 from tcig.models.refiners import DiffusersImg2ImgRefiner
 from tcig.models.segmenters import UNIVERSAL_TYPES, MaskClassificationSegmenter, Segmenter, SemanticSegmenter
@@ -95,50 +98,80 @@ def random_segmenter(name: str, device: torch.device) -> Segmenter:
     return wrapper(model, ImageNorm(IMAGENET_MEAN, IMAGENET_STD, None), labels, name)
 
 
-def random_diffusion(name: str, device: torch.device, dtype: torch.dtype, tokenizer=None) -> dict:
-    """The components of a Stable Diffusion pipeline (``unet``, ``vae``, ``text_encoder[_2]``, ``tokenizer[_2]``,
-    ``scheduler``) as ``StableDiffusion*Pipeline(**components)`` takes them, plus the config's ``resolution``."""
+FLOW_FAMILIES = ("sd3", "flux")
+"""Config ``family`` values of the flow-matching transformers (a config without one is a Stable Diffusion UNet)."""
+
+
+def random_diffusion(name: str, device: torch.device, dtype: torch.dtype | None, tokenizer=None) -> dict:
+    """The components of a diffusers pipeline as its class takes them (``unet`` or ``transformer``, ``vae``,
+    ``text_encoder[_2|_3]``, ``tokenizer[_2|_3]``, ``scheduler``), plus the config's ``resolution``, ``family``
+    (``sd``, ``sd3`` or ``flux``) and ``name``. ``dtype`` None is the family's own half precision on a GPU."""
     import diffusers
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+    from diffusers import AutoencoderKL, FluxTransformer2DModel, SD3Transformer2DModel, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, T5Config, T5EncoderModel
 
     config = read_config(name)
+    family = config.get("family", "sd")
+    if dtype is None:
+        dtype = refiner_dtype(device, torch.bfloat16 if family in FLOW_FAMILIES else torch.float16)
     tokenizer = tokenizer or byte_tokenizer()
+    pooled_clip = CLIPTextModelWithProjection if family in ("sd", "sd3") else CLIPTextModel
     with torch.device(device):
-        components = {
-            "unet": UNet2DConditionModel.from_config(config["unet"]),
-            "vae": AutoencoderKL.from_config(config["vae"]),
-            "text_encoder": CLIPTextModel(CLIPTextConfig(**config["text_encoder"])),
-            "tokenizer": tokenizer,
-        }
+        if family == "sd":
+            components = {"unet": UNet2DConditionModel.from_config(config["unet"])}
+        else:
+            transformer = SD3Transformer2DModel if family == "sd3" else FluxTransformer2DModel
+            components = {"transformer": transformer.from_config(config["transformer"])}
+        components["vae"] = AutoencoderKL.from_config(config["vae"])
+        first = CLIPTextModel if family == "sd" else pooled_clip
+        components["text_encoder"] = first(CLIPTextConfig(**config["text_encoder"]))
+        components["tokenizer"] = tokenizer
         if "text_encoder_2" in config:
-            components["text_encoder_2"] = CLIPTextModelWithProjection(CLIPTextConfig(**config["text_encoder_2"]))
-            components["tokenizer_2"] = tokenizer
+            second = T5EncoderModel(T5Config(**config["text_encoder_2"])) if family == "flux" else pooled_clip(
+                CLIPTextConfig(**config["text_encoder_2"])
+            )
+            components.update(text_encoder_2=second, tokenizer_2=tokenizer)
+        if "text_encoder_3" in config:
+            components.update(text_encoder_3=T5EncoderModel(T5Config(**config["text_encoder_3"])), tokenizer_3=tokenizer)
     for key, module in components.items():
         if isinstance(module, torch.nn.Module):
             components[key] = module.to(dtype).eval().requires_grad_(False)
     scheduler_config = dict(config["scheduler"])
     components["scheduler"] = getattr(diffusers, scheduler_config.pop("_class_name")).from_config(scheduler_config)
-    return {"components": components, "resolution": config.get("resolution", 512), "name": config["name"]}
+    return {
+        "components": components,
+        "resolution": config.get("resolution", 512),
+        "name": config["name"],
+        "family": family,
+        "controlnet_from": config.get("controlnet_from", "sd15"),
+    }
 
 
 def img2img_refiner(diffusion: dict) -> DiffusersImg2ImgRefiner:
-    from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionXLImg2ImgPipeline
+    import diffusers
 
     parts = diffusion["components"]
-    if "text_encoder_2" in parts:
-        pipe = StableDiffusionXLImg2ImgPipeline(**parts, requires_aesthetics_score=False)
+    if diffusion["family"] == "sd3":
+        pipe = diffusers.StableDiffusion3Img2ImgPipeline(**parts)
+    elif diffusion["family"] == "flux":
+        pipe = diffusers.FluxImg2ImgPipeline(**parts)
+    elif "text_encoder_2" in parts:
+        pipe = diffusers.StableDiffusionXLImg2ImgPipeline(**parts, requires_aesthetics_score=False)
     else:
-        pipe = StableDiffusionImg2ImgPipeline(
+        pipe = diffusers.StableDiffusionImg2ImgPipeline(
             **parts, safety_checker=None, feature_extractor=None, requires_safety_checker=False
         )
     return DiffusersImg2ImgRefiner(pipe, name=f"{diffusion['name']} (random weights)")
 
 
-def controlnet_pipeline(diffusion: dict):
-    """Text-to-image with a ControlNet built from the UNet (the layout of lllyasviel's SD1.5 ControlNets)."""
+def controlnet_pipeline(diffusion: dict, device: torch.device, tokenizer=None):
+    """Text-to-image with a ControlNet built from the UNet (the layout of lllyasviel's SD1.5 ControlNets); for a
+    flow-matching transformer, for which no segmentation ControlNet exists, the UNet of its config's
+    ``controlnet_from`` architecture (default: SD1.5)."""
     from diffusers import ControlNetModel, StableDiffusionControlNetPipeline, StableDiffusionXLControlNetPipeline
 
+    if diffusion["family"] in FLOW_FAMILIES:
+        diffusion = random_diffusion(diffusion["controlnet_from"], device, None, tokenizer)
     parts = diffusion["components"]
     unet = parts["unet"]
     with torch.device(unet.device):

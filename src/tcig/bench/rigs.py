@@ -78,14 +78,14 @@ def random_rig(
         model_set=load_model_set(model_set),
     ).to(device, dtype)
     layout = street_layout(size)
-    controlnet = models.controlnet_pipeline(diffusion)
+    controlnet = models.controlnet_pipeline(diffusion, device, tokenizer)
     controlnet.set_progress_bar_config(disable=True)
     control = torch.from_numpy(np.array(colorize(layout))).permute(2, 0, 1)[None].float().div(255)
 
     def run_controlnet():
         return controlnet(
             STREET_PROMPT,
-            image=control.to(device, dtype),
+            image=control.to(device, controlnet.unet.dtype),
             num_inference_steps=reference_steps,
             height=size,
             width=size,
@@ -94,9 +94,10 @@ def random_rig(
         )
 
     image = _reference_image(size, device)
-    img2img = Stage2Settings(strength=img2img_strength, steps=reference_steps, guidance_scale=7.5)
+    img2img = Stage2Settings(strength=img2img_strength, steps=reference_steps)
+    controlled = "ControlNet" if diffusion["family"] not in models.FLOW_FAMILIES else "SD1.5 + ControlNet"
     references = {
-        f"ControlNet text-to-image, {reference_steps} steps": run_controlnet,
+        f"{controlled} text-to-image, {reference_steps} steps": run_controlnet,
         f"img2img at strength {img2img_strength:g}, {reference_steps} steps": lambda: pipe.refiner.refine(
             image, [STREET_PROMPT], img2img, torch.Generator().manual_seed(0), progress=False
         ),

@@ -85,7 +85,11 @@ def set_attention(module: torch.nn.Module, kind: str) -> None:
     if hasattr(module, "set_attn_processor"):  # diffusers
         from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
 
-        module.set_attn_processor(AttnProcessor2_0() if kind == "sdpa" else AttnProcessor())
+        now, wanted = (AttnProcessor, AttnProcessor2_0) if kind == "sdpa" else (AttnProcessor2_0, AttnProcessor)
+        if all(type(p) is now for p in module.attn_processors.values()):  # UNets and VAEs, not MMDiT or FLUX
+            module.set_attn_processor(wanted())
+        elif not all(type(p) is wanted for p in module.attn_processors.values()):
+            logger.debug("%s keeps its own attention processors", type(module).__name__)
     elif hasattr(module, "set_attn_implementation"):  # transformers
         try:
             module.set_attn_implementation(kind)

@@ -27,7 +27,7 @@ TABLES = ("main", "levers", "scaling")
 
 def add_arguments(bench: argparse.ArgumentParser, context: HelpContext) -> None:
     what = bench.add_argument_group("what to time")
-    what.add_argument("--arch", default="sd15", help="diffusion architecture: sd15, sdxl or a JSON config")
+    what.add_argument("--arch", default="sd15", help="diffusion architecture: sd15, sdxl, sd35, flux-dev, flux-schnell or a JSON config")
     what.add_argument("--clip", default="clip-vit-b32", help="CLIP: clip-vit-b32, clip-vit-l14 or a JSON config")
     what.add_argument(
         "--segmenters", default="segformer-b0", type=word_list, help="guiding segmenters, comma-separated"
@@ -68,7 +68,7 @@ def add_arguments(bench: argparse.ArgumentParser, context: HelpContext) -> None:
     run.add_argument("--repeats", type=int, default=3, help="timed runs per figure; the median is reported")
     run.add_argument("--warmup", type=int, default=1, help="untimed runs before them")
     run.add_argument("--device", default="auto")
-    run.add_argument("--dtype", default="auto", help="diffusion dtype: auto (fp16 on GPUs, fp32 on CPUs), ...")
+    run.add_argument("--dtype", default="auto", help="diffusion dtype: auto (fp32 on CPUs; on GPUs the model's own: bf16 for FLUX.1 and SD3, fp16 for SD), ...")
     run.add_argument("--out", type=Path, default=Path("bench.json"), help="JSON file to write (default bench.json)")
     run.add_argument("-v", "--verbose", action="store_true", help="log details")
 
@@ -85,7 +85,7 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def environment(device: torch.device, dtype: torch.dtype) -> dict:
+def environment(device: torch.device, dtype: str | None) -> dict:
     import diffusers
     import transformers
 
@@ -93,7 +93,7 @@ def environment(device: torch.device, dtype: torch.dtype) -> dict:
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
         "cpu_threads": torch.get_num_threads(),
-        "dtype": str(dtype).removeprefix("torch."),
+        "dtype": dtype,
         "stage1_autocast": "bf16/fp16 on CUDA, none on CPU",
         "platform": platform.platform(),
         "versions": {
@@ -162,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.models:  # random weights make the loss curve meaningless: always run the whole step budget
         spec = replace(spec, stage1=replace(spec.stage1, patience=0))
     result = {
-        "environment": environment(device, dtype),
+        "environment": environment(device, rig.pipe.stage2_dtype),
         "rig": rig.description,
         "size": rig.size,
         "defaults": asdict(spec),

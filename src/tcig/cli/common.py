@@ -140,8 +140,8 @@ def add_device_arguments(group) -> None:
     group.add_argument(
         "--dtype",
         default="auto",
-        help="stage-2 dtype: auto (float32 on CPU, float16 on GPU), float32, float16, bfloat16; stage 1 uses mixed "
-        "precision on GPUs",
+        help="stage-2 dtype: auto (float32 on CPU; on a GPU the refiner's own, bfloat16 for FLUX.1 and SD3, float16 "
+        "for SD), float32, float16, bfloat16; stage 1 uses mixed precision on GPUs",
     )
 
 

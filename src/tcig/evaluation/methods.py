@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -104,7 +104,7 @@ def painted_layout(layout: Layout, colours: dict[str, tuple[int, int, int]] | No
 def run_sdedit_layout(pipe, case: Case, size, settings: MethodSettings, num_images: int, seed: int) -> Generated:
     layout = case.layout.resized(*size, "stretch")
     painted = painted_layout(layout, settings.class_colours).expand(num_images, -1, -1, -1)
-    stage2 = replace(settings.stage2, strength=settings.sdedit_strength)
+    stage2 = settings.stage2.at_strength(settings.sdedit_strength)
     with measure(pipe.device) as m:
         images = pipe.refiner.refine(painted, [case.prompt] * num_images, stage2, _generator(seed), progress=False)
     return Generated(images, {"stage2": m})
@@ -127,7 +127,7 @@ def run_regional(pipe, case: Case, size, settings: MethodSettings, num_images: i
         shape = den.shape(num_images, *size)
         weights = region_weights(regions, len(present), shape[-2:]).to(den.device)
         conds = [den.conditioning([t] * num_images, stage2.negative_prompt, scale, size) for t in texts]
-        levels = refiner.levels(replace(stage2, strength=1.0, noise_level=None), *size)
+        levels = refiner.levels(stage2.at_strength(1.0), *size)
         colours = torch.rand(len(texts), 3, 1, 1, generator=generator).expand(-1, -1, *size)
         backgrounds = den.encode(colours, generator)[:, None]
         x = den.start(levels, generator, shape=shape)
@@ -152,7 +152,7 @@ def run_guided(pipe: TCIGPipeline, case: Case, size, settings: MethodSettings, n
     stage2 = settings.stage2
     generator = _generator(seed)
     with measure(pipe.device) as m:
-        levels = refiner.levels(replace(stage2, strength=1.0, noise_level=None), *size)
+        levels = refiner.levels(stage2.at_strength(1.0), *size)
         with torch.no_grad():
             cond = den.conditioning([case.prompt] * num_images, stage2.negative_prompt, refiner.guidance_scale(stage2),
                                     size)  # fmt: skip

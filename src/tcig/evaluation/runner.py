@@ -99,7 +99,7 @@ class EvalPlan:
         s.stage1.check()
         s.stage2.check()
         for strength in self.strengths:
-            replace(self.settings.stage2, strength=strength).check()
+            self.settings.stage2.at_strength(strength).check()
         for name, overrides in self.variants.items():
             if not name or not set(name) <= VARIANT_CHARS:
                 raise ConfigError(f"variant name '{name}' may hold only letters, digits, '-' and '_'")
@@ -377,7 +377,7 @@ def _evaluate_case(pipe, case: Case, plan: EvalPlan, scorers: Scorers, writer: R
                 variant = f"{base},strength={strength:g}"
                 if (case.name, "tcig", variant) in done:
                     continue
-                stage2 = replace(stage2_base, strength=strength)
+                stage2 = stage2_base.at_strength(strength)
                 refined = run_refine(guide_pipe, case, s1, stage2, stage1, seed)
                 record("tcig", variant, refined, {**s1_settings, "stage2": vars(stage2)})
 

@@ -62,7 +62,14 @@ class ModelSet:
         return Stage1Settings(**{**self.stage1, **{k: v for k, v in given.items() if v is not None}})
 
     def stage2_settings(self, **given) -> Stage2Settings:
-        return Stage2Settings(**{**self.stage2, **{k: v for k, v in given.items() if v is not None}})
+        """The set's tuned stage-2 settings, overridden by every ``given`` value that is not None; a strength given
+        without a noise level replaces the set's noise level (and likewise for the cycles)."""
+        given = {k: v for k, v in given.items() if v is not None}
+        tuned = dict(self.stage2)
+        for strength, level in (("strength", "noise_level"), ("cycle_strength", "cycle_noise_level")):
+            if strength in given and level not in given:
+                tuned.pop(level, None)
+        return Stage2Settings(**{**tuned, **given})
 
     def to_dict(self) -> dict:
         return {
@@ -98,33 +105,11 @@ def read_class_colours(source: str | Mapping, what: str) -> dict[str, tuple[int,
 BUNDLED = Path(__file__).parents[1] / "bundled" / "scenes"
 """The models trained in the synthetic scenes world (``python -m tcig.scenes.train``), shipped with the package."""
 
-BUILTIN: dict[str, ModelSet] = {}
-"""The built-in model sets by name: the scenes world's, declared by it as model-set files beside its models
-(``bundled/scenes/sets/*.json``), then the real-size recipes below."""
+REAL_SETS = Path(__file__).parents[1] / "data" / "model_sets"
+"""The model-set files of real models (hub ids): ``sd15``, ``sd21``, ``sdxl``, ``sd35``, ``flux-schnell``,
+``flux-dev``."""
 
-BUILTIN["sd15"] = ModelSet(
-    "sd15",
-    "openai/clip-vit-base-patch32",
-    (("nvidia/segformer-b0-finetuned-ade-512-512", 1.0),),
-    "stable-diffusion-v1-5/stable-diffusion-v1-5",
-    512,
-    stage1_size=256,
-    description="CLIP ViT-B/32, SegFormer-B0 (ADE20K, 150 classes), Stable Diffusion 1.5 img2img at 512 "
-    "(stage 1 at 256)",
-    # 100 stage-1 steps (not 150) at 256 px: stage 1 is launch-bound on GPUs, so its time follows the step
-    # count, not the size (docs/performance.md); 256 px also halves stage 1's memory and its CPU time.
-    stage1={"steps": 100},
-    stage2={"strength": 0.6, "steps": 30},
-)
-BUILTIN["sdxl"] = ModelSet(
-    "sdxl",
-    "openai/clip-vit-large-patch14",
-    (("nvidia/segformer-b5-finetuned-ade-640-640", 1.0),),
-    "stabilityai/stable-diffusion-xl-base-1.0",
-    1024,
-    stage1_size=512,
-    description="CLIP ViT-L/14, SegFormer-B5 (ADE20K), SDXL base img2img at 1024 (stage 1 at 512)",
-)
+REAL_ORDER = ("sd15", "sd21", "sdxl", "sd35", "flux-schnell", "flux-dev")
 
 
 def parse_segmenter_arg(text: str) -> tuple[str, float]:
@@ -225,10 +210,15 @@ def load_model_set(name_or_path: str) -> ModelSet:
     )
 
 
-def _bundled_sets() -> dict[str, ModelSet]:
-    """The scenes world's model sets, declared as model-set files beside its models (shortest name first)."""
-    files = sorted((BUNDLED / "sets").glob("*.json"), key=lambda f: (len(f.stem), f.stem))
-    return {ms.name: ms for ms in (load_model_set(str(f)) for f in files)}
+def _builtin_sets() -> dict[str, ModelSet]:
+    """The scenes world's model sets, declared as model-set files beside its models (shortest name first), then
+    the real ones (smallest model first)."""
+    scenes = sorted((BUNDLED / "sets").glob("*.json"), key=lambda f: (len(f.stem), f.stem))
+    real = sorted(REAL_SETS.glob("*.json"), key=lambda f: (REAL_ORDER + (f.stem,)).index(f.stem))
+    return {ms.name: ms for ms in (load_model_set(str(f)) for f in [*scenes, *real])}
 
 
-BUILTIN = {**_bundled_sets(), **BUILTIN}
+BUILTIN: dict[str, ModelSet] = {}
+BUILTIN.update(_builtin_sets())
+"""The built-in model sets by name: model-set files, the scenes world's (``bundled/scenes/sets/``) and the real
+models' (``data/model_sets/``)."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -152,7 +151,7 @@ class SamplingRefiner:
         """The same model without a layout: sampling from pure noise over ``settings.steps`` steps (the baseline)."""
         self.check_size(height, width)
         den = self._den
-        levels = self.levels(replace(settings, strength=1.0, noise_level=None), height, width)
+        levels = self.levels(settings.at_strength(1.0), height, width)
         cond = den.conditioning(prompts, settings.negative_prompt, self.guidance_scale(settings), (height, width))
         x = den.start(levels, generator, shape=den.shape(len(prompts), height, width))
         return sample(den, x, levels, plain(den, cond), progress, "text-to-image", callback)

@@ -13,9 +13,10 @@ SegLoss = Literal["mse", "ce"]
 
 
 def spherical_dist_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Squared great-circle distance between embeddings (0 when equal), mean over the batch."""
+    """Squared great-circle distance between embeddings (0 when equal), mean over the batch. The half chord is
+    clamped to 1: rounding puts antipodal unit vectors a hair over it, where arcsin is NaN."""
     x, y = F.normalize(x, dim=-1), F.normalize(y, dim=-1)
-    return (x - y).norm(dim=-1).div(2).arcsin().pow(2).mul(2).mean()
+    return (x - y).norm(dim=-1).div(2).clamp(max=1).arcsin().pow(2).mul(2).mean()
 
 
 def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, kind: SegLoss = "mse") -> torch.Tensor:

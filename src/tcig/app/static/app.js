@@ -424,6 +424,12 @@ function buildSettings(options) {
   $("steps").dataset.key = "steps"; $("steps").dataset.kind = "int";
   $("strength").dataset.key = "strength"; $("strength").dataset.kind = "float";
   $("negative-prompt").dataset.key = "negative_prompt"; $("negative-prompt").dataset.kind = "str";
+  // a strength the user types replaces the model set's noise level (which would otherwise win)
+  for (const [strength, level] of [["strength", "noise_level"], ["cycle_strength", "cycle_noise_level"]]) {
+    const from = document.querySelector(`[data-key="${strength}"]`);
+    const to = document.querySelector(`[data-key="${level}"]`);
+    if (from && to) from.addEventListener("input", () => { to.value = ""; });
+  }
 }
 
 function settings() {

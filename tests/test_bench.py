@@ -261,3 +261,10 @@ def test_bench_flow_transformers_with_the_sd_controlnet_reference(configs, tmp_p
     rows = json.loads(out.read_text())["main"]
     assert len(rows) == 3 and all(r["seconds"] > 0 for r in rows)
     assert any("SD1.5 + ControlNet" in r["name"] for r in rows)
+
+
+def test_an_architecture_whose_weights_cannot_fit_is_refused_before_it_is_built(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(models, "free_memory", lambda device: 2**30)
+    code = main(["bench", "--arch", "sd15", "--device", "cpu", "--out", str(tmp_path / "b.json")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "need 4.0 GiB in float32" in err and "1.0 GiB free" in err and "\n" not in err

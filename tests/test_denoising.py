@@ -132,3 +132,23 @@ def test_schedulers_of_another_family_are_refused():
         schedule_of(FLOW, "epsilon")
     with pytest.raises(ConfigError, match="does not match"):
         schedule_of(VP, "flow")
+
+
+def test_auto_dtype_is_the_families_half_precision():
+    from tcig.models.devices import refiner_dtype, resolve_dtype
+
+    assert resolve_dtype("auto", torch.device("cpu")) == torch.float32
+    assert refiner_dtype(torch.device("cpu"), torch.bfloat16) == torch.float32
+    assert refiner_dtype(torch.device("mps"), torch.bfloat16) == torch.bfloat16
+    assert refiner_dtype(torch.device("mps"), torch.float16) == torch.float16
+
+
+def test_a_strength_given_replaces_the_sets_noise_level():
+    from tcig.models.model_sets import load_model_set
+
+    flux = load_model_set("flux-dev")
+    assert flux.stage2_settings().noise_level == 0.45 and flux.stage2_settings().cycle().noise_level == 0.26
+    given = flux.stage2_settings(strength=0.5)
+    assert given.noise_level is None and given.strength == 0.5 and given.cycle_noise_level == 0.26
+    assert flux.stage2_settings(strength=0.5, noise_level=0.3).noise_level == 0.3
+    assert Stage2Settings(noise_level=0.4).at_strength(0.7).noise_level is None

@@ -20,7 +20,7 @@ from tcig.errors import ConfigError
 from tcig.io.files import read_json_object
 from tcig.layout.vocabularies import load_vocabulary
 from tcig.models.clip_scorer import CLIPScorer
-from tcig.models.devices import refiner_dtype
+from tcig.models.devices import free_memory, refiner_dtype
 from tcig.models.preprocess import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, ImageNorm
 from tcig.models.refiners import DiffusersImg2ImgRefiner
 from tcig.models.segmenters import UNIVERSAL_TYPES, MaskClassificationSegmenter, Segmenter, SemanticSegmenter
@@ -101,6 +101,21 @@ def random_segmenter(name: str, device: torch.device) -> Segmenter:
 FLOW_FAMILIES = ("sd3", "flux")
 """Config ``family`` values of the flow-matching transformers (a config without one is a Stable Diffusion UNet)."""
 
+TEXT_ENCODERS = {
+    "sd": ("clip", "clip-projected"),
+    "sd3": ("clip-projected", "clip-projected", "t5"),
+    "flux": ("clip", "t5"),
+}
+"""The kinds of ``text_encoder``, ``text_encoder_2`` ... of each family (SDXL's second is projected, SD1.5 has one)."""
+
+
+def _text_encoder(kind: str, config: dict) -> torch.nn.Module:
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, T5Config, T5EncoderModel
+
+    if kind == "t5":
+        return T5EncoderModel(T5Config(**config))
+    return (CLIPTextModelWithProjection if kind == "clip-projected" else CLIPTextModel)(CLIPTextConfig(**config))
+
 
 def random_diffusion(name: str, device: torch.device, dtype: torch.dtype | None, tokenizer=None) -> dict:
     """The components of a diffusers pipeline as its class takes them (``unet`` or ``transformer``, ``vae``,
@@ -108,14 +123,14 @@ def random_diffusion(name: str, device: torch.device, dtype: torch.dtype | None,
     (``sd``, ``sd3`` or ``flux``) and ``name``. ``dtype`` None is the family's own half precision on a GPU."""
     import diffusers
     from diffusers import AutoencoderKL, FluxTransformer2DModel, SD3Transformer2DModel, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, T5Config, T5EncoderModel
 
     config = read_config(name)
     family = config.get("family", "sd")
     if dtype is None:
         dtype = refiner_dtype(device, torch.bfloat16 if family in FLOW_FAMILIES else torch.float16)
     tokenizer = tokenizer or byte_tokenizer()
-    pooled_clip = CLIPTextModelWithProjection if family in ("sd", "sd3") else CLIPTextModel
+    if device.type != "meta":
+        _check_weights_fit(name, device, dtype, tokenizer)
     with torch.device(device):
         if family == "sd":
             components = {"unet": UNet2DConditionModel.from_config(config["unet"])}
@@ -123,16 +138,11 @@ def random_diffusion(name: str, device: torch.device, dtype: torch.dtype | None,
             transformer = SD3Transformer2DModel if family == "sd3" else FluxTransformer2DModel
             components = {"transformer": transformer.from_config(config["transformer"])}
         components["vae"] = AutoencoderKL.from_config(config["vae"])
-        first = CLIPTextModel if family == "sd" else pooled_clip
-        components["text_encoder"] = first(CLIPTextConfig(**config["text_encoder"]))
-        components["tokenizer"] = tokenizer
-        if "text_encoder_2" in config:
-            second = T5EncoderModel(T5Config(**config["text_encoder_2"])) if family == "flux" else pooled_clip(
-                CLIPTextConfig(**config["text_encoder_2"])
-            )
-            components.update(text_encoder_2=second, tokenizer_2=tokenizer)
-        if "text_encoder_3" in config:
-            components.update(text_encoder_3=T5EncoderModel(T5Config(**config["text_encoder_3"])), tokenizer_3=tokenizer)
+        for i, kind in enumerate(TEXT_ENCODERS[family]):
+            suffix = "" if i == 0 else f"_{i + 1}"
+            if f"text_encoder{suffix}" in config:
+                components[f"text_encoder{suffix}"] = _text_encoder(kind, config[f"text_encoder{suffix}"])
+                components[f"tokenizer{suffix}"] = tokenizer
     for key, module in components.items():
         if isinstance(module, torch.nn.Module):
             components[key] = module.to(dtype).eval().requires_grad_(False)
@@ -145,6 +155,22 @@ def random_diffusion(name: str, device: torch.device, dtype: torch.dtype | None,
         "family": family,
         "controlnet_from": config.get("controlnet_from", "sd15"),
     }
+
+
+def _check_weights_fit(name: str, device: torch.device, dtype: torch.dtype, tokenizer) -> None:
+    """Refuse in one line an architecture whose weights alone exceed what ``device`` has free (FLUX.1 in float32
+    needs 63 GiB), counted on the meta device before anything is allocated."""
+    available = free_memory(device)
+    if available is None:
+        return
+    parts = random_diffusion(name, torch.device("meta"), dtype, tokenizer)["components"]
+    need = sum(p.numel() for m in parts.values() if isinstance(m, torch.nn.Module) for p in m.parameters())
+    need *= dtype.itemsize
+    if need > available:
+        raise ConfigError(
+            f"the weights of {name} need {need / 2**30:.1f} GiB in {str(dtype).removeprefix('torch.')} and {device} "
+            f"has {available / 2**30:.1f} GiB free; run it on a larger device (--device cuda) or a smaller --arch"
+        )
 
 
 def img2img_refiner(diffusion: dict) -> DiffusersImg2ImgRefiner:

@@ -27,7 +27,11 @@ TABLES = ("main", "levers", "scaling")
 
 def add_arguments(bench: argparse.ArgumentParser, context: HelpContext) -> None:
     what = bench.add_argument_group("what to time")
-    what.add_argument("--arch", default="sd15", help="diffusion architecture: sd15, sdxl, sd35, flux-dev, flux-schnell or a JSON config")
+    what.add_argument(
+        "--arch",
+        default="sd15",
+        help="diffusion architecture: sd15, sdxl, sd35, flux-dev, flux-schnell or a JSON config",
+    )
     what.add_argument("--clip", default="clip-vit-b32", help="CLIP: clip-vit-b32, clip-vit-l14 or a JSON config")
     what.add_argument(
         "--segmenters", default="segformer-b0", type=word_list, help="guiding segmenters, comma-separated"
@@ -68,7 +72,12 @@ def add_arguments(bench: argparse.ArgumentParser, context: HelpContext) -> None:
     run.add_argument("--repeats", type=int, default=3, help="timed runs per figure; the median is reported")
     run.add_argument("--warmup", type=int, default=1, help="untimed runs before them")
     run.add_argument("--device", default="auto")
-    run.add_argument("--dtype", default="auto", help="diffusion dtype: auto (fp32 on CPUs; on GPUs the model's own: bf16 for FLUX.1 and SD3, fp16 for SD), ...")
+    run.add_argument(
+        "--dtype",
+        default="auto",
+        help="diffusion dtype: auto (fp32 on CPUs; on GPUs the model's own: bf16 for FLUX.1 and SD3, fp16 for SD), "
+        "float32, float16, bfloat16",
+    )
     run.add_argument("--out", type=Path, default=Path("bench.json"), help="JSON file to write (default bench.json)")
     run.add_argument("-v", "--verbose", action="store_true", help="log details")
 

@@ -157,7 +157,7 @@ class StableDiffusion3(FamilyDenoiser):
         return self._cfg([pos, pooled], [neg, neg_pooled] if cfg else None, guidance_scale, names)
 
     def network_output(self, x, level: Level, tensors) -> torch.Tensor:
-        t = torch.full((x.shape[0],), level.t, device=x.device, dtype=x.dtype)
+        t = torch.full((x.shape[0],), level.t, device=x.device)  # float32, as SD3's pipeline passes it
         return self.network(hidden_states=x, timestep=t, **tensors).sample
 
 

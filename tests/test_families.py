@@ -1,5 +1,5 @@
-"""Every model family through every interface: tiny random SD 1.x (ε), SD 2.x-style v-prediction, SDXL, SD3 and
-FLUX.1 schnell/dev pipelines, saved and loaded back through ``from_pretrained`` like the real ones."""
+"""Every model family through every interface: tiny random SD 1.x (ε), SD 2.x-style v-prediction, SDXL, SD3,
+FLUX.1 schnell/dev and Chroma pipelines, saved and loaded back through ``from_pretrained`` like the real ones."""
 
 import json
 
@@ -13,7 +13,7 @@ from tcig.errors import ConfigError
 from tcig.models.refiners import load_refiner
 from tcig.settings import Stage2Settings
 
-FAMILIES = ["latent", "sd-v", "sdxl", "sd3", "flux-schnell", "flux-dev"]
+FAMILIES = ["latent", "sd-v", "sdxl", "sd3", "flux-schnell", "flux-dev", "chroma"]
 """``latent`` is the tiny SD 1.x (ε-prediction, PNDM scheduler) of ``tiny_models.build_all``."""
 FAST = ["--steps", "2", "--num-crops", "2", "--stage2-steps", "4", "--no-progress"]
 
@@ -43,7 +43,8 @@ def test_the_sampler_reproduces_the_families_own_pipelines(family):
     """tcig's sampler and conditioning give what diffusers' text-to-image pipeline of the family gives for the
     same noise (DDIM for VP models, flow-matching Euler for FLUX and SD3): the timestep convention, the packing,
     the latent shift and scale, the distilled guidance and the prediction type are all the model's own."""
-    from diffusers import AutoPipelineForText2Image, DDIMScheduler
+    import diffusers
+    from diffusers import DDIMScheduler
 
     name, folder, _ = family
     refiner = load_refiner(str(folder))
@@ -53,7 +54,8 @@ def test_the_sampler_reproduces_the_families_own_pipelines(family):
         refiner = type(refiner)(pipe, name)
     scale = 0.0 if name == "flux-schnell" else 3.0
     generator = torch.Generator().manual_seed(0)
-    theirs = AutoPipelineForText2Image.from_pipe(pipe)(
+    text_to_image = getattr(diffusers, type(pipe).__name__.replace("Img2Img", ""))
+    theirs = text_to_image(**pipe.components)(
         prompt=["a boat"], height=64, width=96, num_inference_steps=5, guidance_scale=scale, generator=generator,
         output_type="pt",
     ).images  # fmt: skip
@@ -124,7 +126,8 @@ def test_batch_and_eval_run_every_method_at_the_case_size(family, tmp_path):
         assert row["size"] == [64, 64] and 0 <= row["miou"] <= 1
         assert all(_png_size(out / f) == (64, 64) for f in row["images"])
     summary = (out / "summary.md").read_text()
-    assert "sampler (every method): " + ("Euler" if "flux" in name or name == "sd3" else "DDIM") in summary
+    flow = name in ("sd3", "flux-schnell", "flux-dev", "chroma")
+    assert "sampler (every method): " + ("Euler" if flow else "DDIM") in summary
 
 
 def test_a_distilled_model_refuses_a_negative_prompt(family, spec, tmp_path, capsys):
@@ -137,3 +140,15 @@ def test_a_distilled_model_refuses_a_negative_prompt(family, spec, tmp_path, cap
     err = capsys.readouterr().err.strip()
     assert code == 2 and "negative prompt" in err and "\n" not in err
     assert not list(out.glob("*.png"))
+
+
+def test_a_pipeline_of_another_family_is_refused_before_it_loads(tiny, tmp_path):
+    from tcig.errors import ModelLoadError
+
+    folder = tmp_path / "kandinsky"
+    folder.mkdir()
+    (folder / "model_index.json").write_text(json.dumps({"_class_name": "KandinskyV22Img2ImgPipeline",
+                                                          "vae": ["diffusers", "VQModel"]}))  # fmt: skip
+    (folder / "weights.safetensors").write_bytes(b"")  # never read: the class is refused first
+    with pytest.raises(ModelLoadError, match="KandinskyV22Img2ImgPipeline, which tcig cannot sample.*FLUX.1"):
+        load_refiner(str(folder))

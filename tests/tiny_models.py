@@ -347,12 +347,43 @@ def save_flux(folder: Path, tokenizer, dev: bool = False) -> Path:
     return folder
 
 
+def save_chroma(folder: Path, tokenizer) -> Path:
+    """A Chroma img2img pipeline: FLUX's packed latents and schedule, a T5 encoder only, classifier-free guidance."""
+    from diffusers import ChromaImg2ImgPipeline, ChromaTransformer2DModel, FlowMatchEulerDiscreteScheduler
+
+    torch.manual_seed(0)
+    transformer = ChromaTransformer2DModel(
+        patch_size=1,
+        in_channels=64,
+        num_layers=1,
+        num_single_layers=1,
+        attention_head_dim=16,
+        num_attention_heads=2,
+        joint_attention_dim=32,
+        axes_dims_rope=[4, 4, 8],
+        approximator_hidden_dim=32,
+        approximator_layers=1,
+        approximator_num_channels=16,
+    )
+    vae = _vae(16, 4, use_quant_conv=False, use_post_quant_conv=False, shift_factor=0.1159, scaling_factor=0.3611)
+    pipe = ChromaImg2ImgPipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=1.0),
+        vae=vae,
+        text_encoder=_t5(tokenizer),
+        tokenizer=tokenizer,
+        transformer=transformer,
+    )
+    pipe.save_pretrained(folder)
+    return folder
+
+
 FAMILY_BUILDERS = {
     "sd-v": lambda folder, tok: save_latent_diffusion(folder, tok, "v_prediction"),
     "sdxl": save_sdxl,
     "sd3": save_sd3,
     "flux-schnell": save_flux,
     "flux-dev": lambda folder, tok: save_flux(folder, tok, dev=True),
+    "chroma": save_chroma,
 }
 """The tiny models of the other families (``latent`` is SD 1.x with ε-prediction), built on demand."""
 

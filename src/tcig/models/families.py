@@ -15,7 +15,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from tcig.errors import ConfigError
+from tcig.errors import ConfigError, ModelLoadError
 from tcig.models.denoising import PREDICTIONS, Conditioning, Denoiser, Level, schedule_of
 
 GuidanceKind = Literal["cfg", "distilled", "none"]
@@ -200,22 +200,71 @@ class Flux(FamilyDenoiser):
         return Conditioning({k: v.to(self.device) for k, v in tensors.items()})
 
     def network_output(self, x, level: Level, tensors) -> torch.Tensor:
-        b, c, h, w = x.shape
-        packed = x.view(b, c, h // 2, 2, w // 2, 2).permute(0, 2, 4, 1, 3, 5).reshape(b, h * w // 4, c * 4)
-        img_ids = torch.zeros(h // 2, w // 2, 3, device=x.device, dtype=x.dtype)
-        img_ids[..., 1] += torch.arange(h // 2, device=x.device, dtype=x.dtype)[:, None]
-        img_ids[..., 2] += torch.arange(w // 2, device=x.device, dtype=x.dtype)[None, :]
+        packed, img_ids = _pack(x)
         text = tensors["encoder_hidden_states"]
         out = self.network(
             hidden_states=packed,
-            timestep=torch.full((b,), level.t / 1000, device=x.device, dtype=x.dtype),
+            timestep=torch.full((x.shape[0],), level.t / 1000, device=x.device, dtype=x.dtype),
             guidance=tensors.get("guidance"),
             pooled_projections=tensors["pooled_projections"],
             encoder_hidden_states=text,
             txt_ids=torch.zeros(text.shape[1], 3, device=x.device, dtype=x.dtype),
-            img_ids=img_ids.reshape(-1, 3),
+            img_ids=img_ids,
         ).sample
-        return out.view(b, h // 2, w // 2, c, 2, 2).permute(0, 3, 1, 4, 2, 5).reshape(b, c, h, w)
+        return _unpack(out, x.shape)
+
+
+class Chroma(Flux):
+    """Chroma: FLUX.1-schnell's architecture re-trained with a T5 encoder only (``ChromaTransformer2DModel``),
+    classifier-free guidance with a negative prompt and a text attention mask."""
+
+    family = "Chroma"
+    default_guidance = 5.0
+
+    def __init__(self, pipe) -> None:
+        self.pipe = pipe
+        self.network = pipe.transformer
+        self.vae = pipe.vae
+        self.prediction = "flow"
+        self.schedule = schedule_of(pipe.scheduler, "flow", linear_sigmas=True)
+        self.guidance = "cfg"
+
+    def conditioning(self, prompts, negative, guidance_scale, size) -> Conditioning:
+        cfg = guidance_scale > 1
+        pos, _, mask, neg, _, neg_mask = self.pipe.encode_prompt(
+            prompts, [negative or ""] * len(prompts), self.device, 1, do_classifier_free_guidance=cfg
+        )
+        names = ["encoder_hidden_states", "attention_mask"]
+        return self._cfg([pos, mask], [neg, neg_mask] if cfg else None, guidance_scale, names)
+
+    def network_output(self, x, level: Level, tensors) -> torch.Tensor:
+        packed, img_ids = _pack(x)
+        text, mask = tensors["encoder_hidden_states"], tensors["attention_mask"]
+        mask = torch.cat([mask, torch.ones(x.shape[0], packed.shape[1], device=x.device)], dim=1).to(x.dtype)
+        out = self.network(
+            hidden_states=packed,
+            timestep=torch.full((x.shape[0],), level.t / 1000, device=x.device, dtype=x.dtype),
+            encoder_hidden_states=text,
+            txt_ids=torch.zeros(text.shape[1], 3, device=x.device, dtype=x.dtype),
+            img_ids=img_ids,
+            attention_mask=mask,
+        ).sample
+        return _unpack(out, x.shape)
+
+
+def _pack(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Latents ``[B,C,h,w]`` as FLUX's tokens ``[B, h·w/4, 4C]`` (2×2 patches) and their position ids."""
+    b, c, h, w = x.shape
+    packed = x.view(b, c, h // 2, 2, w // 2, 2).permute(0, 2, 4, 1, 3, 5).reshape(b, h * w // 4, c * 4)
+    ids = torch.zeros(h // 2, w // 2, 3, device=x.device, dtype=x.dtype)
+    ids[..., 1] += torch.arange(h // 2, device=x.device, dtype=x.dtype)[:, None]
+    ids[..., 2] += torch.arange(w // 2, device=x.device, dtype=x.dtype)[None, :]
+    return packed, ids.reshape(-1, 3)
+
+
+def _unpack(tokens: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    b, c, h, w = shape
+    return tokens.view(b, h // 2, w // 2, c, 2, 2).permute(0, 3, 1, 4, 2, 5).reshape(b, c, h, w)
 
 
 class ImageSpace(FamilyDenoiser):
@@ -273,16 +322,24 @@ FAMILIES: dict[str, type[FamilyDenoiser]] = {
     "StableDiffusion3Pipeline": StableDiffusion3,
     "FluxImg2ImgPipeline": Flux,
     "FluxPipeline": Flux,
+    "ChromaImg2ImgPipeline": Chroma,
+    "ChromaPipeline": Chroma,
 }
 """The diffusers pipeline classes tcig samples, by class name, and the family that wraps each."""
 
 
-def denoiser_for(pipe, name: str) -> FamilyDenoiser:
-    """The family wrapper of a diffusers pipeline; a pipeline of another class is refused in one line."""
-    family = FAMILIES.get(type(pipe).__name__)
+def family_of(pipeline_class: str, name: str) -> type[FamilyDenoiser]:
+    """The family of a diffusers pipeline class (by name); another class is refused in one line."""
+    family = FAMILIES.get(pipeline_class)
     if family is None:
-        raise ConfigError(
-            f"the refiner '{name}' is a {type(pipe).__name__}, which tcig cannot sample: it wraps "
-            f"{', '.join(sorted({f.family for f in FAMILIES.values()}))} pipelines and image-space models"
+        known = ", ".join(dict.fromkeys(f.family for f in FAMILIES.values()))
+        raise ModelLoadError(
+            f"the refiner '{name}' is a {pipeline_class}, which tcig cannot sample: it wraps {known} pipelines and "
+            "image-space models"
         )
-    return family(pipe)
+    return family
+
+
+def denoiser_for(pipe, name: str) -> FamilyDenoiser:
+    """The family wrapper of a diffusers pipeline (see :func:`family_of`)."""
+    return family_of(type(pipe).__name__, name)(pipe)

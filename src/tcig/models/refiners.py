@@ -19,7 +19,7 @@ from torch import nn
 
 from tcig.errors import ConfigError, ModelLoadError
 from tcig.models.denoising import Level, StepCallback, guided, plain, sample
-from tcig.models.families import FamilyDenoiser, ImageSpace, denoiser_for
+from tcig.models.families import FamilyDenoiser, ImageSpace, denoiser_for, family_of
 from tcig.models.loading import check_model_ref, is_local_ref, load_pretrained, read_json_config
 from tcig.settings import Stage2Settings
 
@@ -158,8 +158,8 @@ class SamplingRefiner:
 
 
 class DiffusersImg2ImgRefiner(SamplingRefiner):
-    """A diffusers pipeline (``AutoPipelineForImage2Image.from_pretrained``) of a family in
-    :data:`~tcig.models.families.FAMILIES`: SD 1.x/2.x, SDXL, SD3/3.5, FLUX.1."""
+    """A diffusers pipeline (text-to-image or image-to-image: only its components and prompt encoders are used) of a
+    family in :data:`~tcig.models.families.FAMILIES`: SD 1.x/2.x, SDXL, SD3/3.5, FLUX.1, Chroma."""
 
     def __init__(self, pipeline, name: str = "refiner") -> None:
         super().__init__(denoiser_for(pipeline, name), name)
@@ -167,9 +167,14 @@ class DiffusersImg2ImgRefiner(SamplingRefiner):
 
     @classmethod
     def from_pretrained(cls, ref: str, *, allow_pickle: bool = False) -> DiffusersImg2ImgRefiner:
-        from diffusers import AutoPipelineForImage2Image
+        """The pipeline a hub id or folder holds (its ``model_index.json`` class), refused before anything loads
+        when tcig has no wrapper for that class."""
+        from diffusers import DiffusionPipeline
 
-        pipe = load_pretrained(AutoPipelineForImage2Image.from_pretrained, ref, "refiner", allow_pickle=allow_pickle)
+        pipeline_class = (read_json_config(ref, "model_index.json") or {}).get("_class_name")
+        if pipeline_class:
+            family_of(pipeline_class, ref)
+        pipe = load_pretrained(DiffusionPipeline.from_pretrained, ref, "refiner", allow_pickle=allow_pickle)
         return cls(pipe, name=ref)
 
 

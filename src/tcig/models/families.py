@@ -64,17 +64,27 @@ def _prediction(config, default: str = "epsilon") -> str:
     return prediction
 
 
-class StableDiffusion(FamilyDenoiser):
-    """Stable Diffusion 1.x/2.x: a ``UNet2DConditionModel`` on VAE latents, ε- or v-prediction (SD 2.x 768-v)."""
+class PipelineDenoiser(FamilyDenoiser):
+    """A family held by a diffusers pipeline: its ``network_name`` network on its VAE's latents; a ``flow`` family
+    predicts flow-matching velocities, the others what their scheduler's ``prediction_type`` says."""
 
-    family = "Stable Diffusion"
+    network_name = "unet"
+    flow = False
+    linear_sigmas = False
+    """See :class:`~tcig.models.denoising.FlowSchedule`."""
 
     def __init__(self, pipe) -> None:
         self.pipe = pipe
-        self.network = pipe.unet
+        self.network = getattr(pipe, self.network_name)
         self.vae = pipe.vae
-        self.prediction = _prediction(pipe.scheduler.config)
-        self.schedule = schedule_of(pipe.scheduler, self.prediction)
+        self.prediction = "flow" if self.flow else _prediction(pipe.scheduler.config)
+        self.schedule = schedule_of(pipe.scheduler, self.prediction, self.linear_sigmas)
+
+
+class StableDiffusion(PipelineDenoiser):
+    """Stable Diffusion 1.x/2.x: a ``UNet2DConditionModel`` on VAE latents, ε- or v-prediction (SD 2.x 768-v)."""
+
+    family = "Stable Diffusion"
 
     def networks(self) -> dict[str, nn.Module]:
         return {"unet": self.pipe.unet, "vae": self.pipe.vae, "text_encoder": self.pipe.text_encoder}
@@ -121,20 +131,15 @@ class StableDiffusionXL(StableDiffusion):
         ).sample
 
 
-class StableDiffusion3(FamilyDenoiser):
+class StableDiffusion3(PipelineDenoiser):
     """SD3 / SD3.5: an MMDiT (``SD3Transformer2DModel``) on 16-channel latents with ``shift_factor``, rectified flow
     with a static shift, three text encoders (T5 optional)."""
 
     family = "Stable Diffusion 3"
+    network_name = "transformer"
+    flow = True
     preferred_dtype = torch.bfloat16
     default_guidance = 7.0
-
-    def __init__(self, pipe) -> None:
-        self.pipe = pipe
-        self.network = pipe.transformer
-        self.vae = pipe.vae
-        self.prediction = "flow"
-        self.schedule = schedule_of(pipe.scheduler, "flow")
 
     def networks(self) -> dict[str, nn.Module]:
         names = ("transformer", "vae", "text_encoder", "text_encoder_2", "text_encoder_3")
@@ -161,20 +166,19 @@ class StableDiffusion3(FamilyDenoiser):
         return self.network(hidden_states=x, timestep=t, **tensors).sample
 
 
-class Flux(FamilyDenoiser):
+class Flux(PipelineDenoiser):
     """FLUX.1 (schnell and dev): a ``FluxTransformer2DModel`` on 2×2-packed 16-channel latents, rectified flow with
     a resolution-dependent shift, CLIP + T5 text encoders; dev takes a distilled guidance value, schnell none."""
 
     family = "FLUX.1"
+    network_name = "transformer"
+    flow = True
+    linear_sigmas = True
     preferred_dtype = torch.bfloat16
     packed = True
 
     def __init__(self, pipe) -> None:
-        self.pipe = pipe
-        self.network = pipe.transformer
-        self.vae = pipe.vae
-        self.prediction = "flow"
-        self.schedule = schedule_of(pipe.scheduler, "flow", linear_sigmas=True)
+        super().__init__(pipe)
         distilled = bool(self.network.config.get("guidance_embeds"))
         self.guidance = "distilled" if distilled else "none"
         self.default_guidance = 3.5 if distilled else 0.0
@@ -222,12 +226,7 @@ class Chroma(Flux):
     default_guidance = 5.0
 
     def __init__(self, pipe) -> None:
-        self.pipe = pipe
-        self.network = pipe.transformer
-        self.vae = pipe.vae
-        self.prediction = "flow"
-        self.schedule = schedule_of(pipe.scheduler, "flow", linear_sigmas=True)
-        self.guidance = "cfg"
+        PipelineDenoiser.__init__(self, pipe)  # not FLUX.1's: Chroma has no distilled guidance
 
     def conditioning(self, prompts, negative, guidance_scale, size) -> Conditioning:
         cfg = guidance_scale > 1
@@ -301,6 +300,7 @@ class ImageSpace(FamilyDenoiser):
 
     def conditioning(self, prompts, negative, guidance_scale, size) -> Conditioning:
         if self.text_encoder is None:
+            self.check_guidance(negative)
             return Conditioning()
         cfg = guidance_scale > 1
         neg = self._embed([negative or ""] * len(prompts)) if cfg else None

@@ -205,7 +205,7 @@ class Stage2Settings(_Checked):
     )  # fmt: skip
     guidance_scale: float | None = setting(
         None, "guidance scale of stage 2: classifier-free, or FLUX.1-dev's distilled guidance (default: the model's "
-        "own, 7.5 for SD 1.x/2.x, 5 for SDXL, 7 for SD3, 3.5 for FLUX.1-dev)", kind=float, low=0, high=100,
+        "own, 7.5 for SD 1.x/2.x, 5 for SDXL and Chroma, 7 for SD3, 3.5 for FLUX.1-dev)", kind=float, low=0, high=100,
     )  # fmt: skip
     negative_prompt: str | None = setting(None, "negative prompt for stage 2", kind=str)
     seg_guidance: float = setting(0.0, "weight of the guides' segmentation gradient at each stage-2 step", low=0)

@@ -158,7 +158,7 @@ class TCIGPipeline:
         if stage2 is not None:
             if self.refiner is None:
                 raise ConfigError("stage 2 was asked for but the pipeline has no refiner; give one or skip stage 2")
-            stage2.check()
+            self.refiner.check(stage2)
         check_num_images(num_images, "num_images")
 
     def check_memory(self, num_images: int, size: tuple[int, int], stage1_size: tuple[int, int], stage1) -> None:

@@ -294,6 +294,7 @@ def evaluate(
     plan.check()
     if pipe.refiner is not None:
         pipe.refiner.check_size(*plan.size)
+        pipe.refiner.check(plan.settings.stage2)
     check_same_plan(out, plan)
     rows = read_results(out)
     done = {row_key(r) for r in rows}

@@ -96,6 +96,12 @@ class SamplingRefiner:
     def guidance_scale(self, settings: Stage2Settings) -> float:
         return self._den.default_guidance if settings.guidance_scale is None else settings.guidance_scale
 
+    def check(self, settings: Stage2Settings) -> None:
+        """Refuse, before any work, settings this model cannot run (a negative prompt without classifier-free
+        guidance)."""
+        settings.check()
+        self._den.check_guidance(settings.negative_prompt)
+
     def check_size(self, height: int, width: int) -> None:
         m = self.size_multiple
         if height % m or width % m:

@@ -152,3 +152,24 @@ def test_a_pipeline_of_another_family_is_refused_before_it_loads(tiny, tmp_path)
     (folder / "weights.safetensors").write_bytes(b"")  # never read: the class is refused first
     with pytest.raises(ModelLoadError, match="KandinskyV22Img2ImgPipeline, which tcig cannot sample.*FLUX.1"):
         load_refiner(str(folder))
+
+
+def test_eval_refuses_to_score_images_of_another_size(family, tmp_path, capsys, monkeypatch):
+    """A method whose images do not have the case's size stops the evaluation instead of being scored."""
+    from tcig.evaluation import methods
+    from tcig.evaluation.methods import Baseline, Generated
+
+    name, _, model_set = family
+    if name != "flux-dev":
+        pytest.skip("one family is enough: the check is the runner's")
+    wrong = Baseline(lambda pipe, case, size, s, n, seed: Generated(torch.rand(n, 3, 48, 64)), lambda s: {})
+    monkeypatch.setitem(methods.BASELINES, "diffusion", wrong)  # the runner's registry is the same dict
+    cases = tmp_path / "cases"
+    cases.mkdir()
+    (cases / "boat.json").write_text(json.dumps(BOAT_SPEC))
+    code = main(["eval", "--models", str(model_set), "--cases", f"folder:{cases}", "--out", str(tmp_path / "r"),
+                 "--size", "64", "--methods", "diffusion", "--no-progress"])  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert code != 0 and "diffusion made 64x48 images for the 64x64 case 'boat'" in err and "\n" not in err
+    results = tmp_path / "r" / "results.jsonl"
+    assert not results.exists() or '"diffusion"' not in results.read_text()

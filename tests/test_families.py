@@ -173,3 +173,20 @@ def test_eval_refuses_to_score_images_of_another_size(family, tmp_path, capsys, 
     assert code != 0 and "diffusion made 64x48 images for the 64x64 case 'boat'" in err and "\n" not in err
     results = tmp_path / "r" / "results.jsonl"
     assert not results.exists() or '"diffusion"' not in results.read_text()
+
+
+def test_a_model_set_sets_the_t5_prompt_length(family):
+    """SD3 and FLUX.1 pad prompts for T5 to 256 and 512 tokens unless the set says otherwise; others refuse it."""
+    name, folder, _ = family
+    if name in ("latent", "sd-v", "sdxl"):
+        with pytest.raises(ConfigError, match="has no T5 encoder"):
+            load_refiner(str(folder), max_sequence_length=8)
+        return
+    if name not in ("sd3", "flux-schnell"):
+        pytest.skip("FLUX.1-dev and Chroma pad as FLUX.1-schnell does")
+    default = {"sd3": 256, "flux-schnell": 512}[name]
+    for tokens, expected in ((None, default), (8, 8)):
+        den = load_refiner(str(folder), max_sequence_length=tokens).denoiser()
+        text = den.conditioning(["a boat"], None, 0.0, (64, 64)).tensors["encoder_hidden_states"]
+        clip_tokens = 0 if name == "flux-schnell" else 77  # SD3 puts its CLIP tokens before T5's
+        assert text.shape[1] == clip_tokens + expected

@@ -87,7 +87,9 @@ class TCIGPipeline:
         if class_names is not None:
             resolve_classes(class_names, _labels_by_key(segmenters))
         clip = CLIPScorer.from_pretrained(ms.clip, allow_pickle=allow_pickle)
-        refiner = load_refiner(ms.refiner, allow_pickle=allow_pickle) if ms.refiner else None
+        refiner = None
+        if ms.refiner:
+            refiner = load_refiner(ms.refiner, allow_pickle=allow_pickle, max_sequence_length=ms.max_sequence_length)
         return cls(clip, segmenters, refiner, ms.resolution, ms.stage1_size, ms)
 
     def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> TCIGPipeline:

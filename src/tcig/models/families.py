@@ -31,6 +31,9 @@ class FamilyDenoiser(Denoiser):
     default_guidance = 7.5
     packed = False
     """Whether the network sees 2×2 patches of latents packed into tokens (FLUX)."""
+    text_tokens: int | None = None
+    """The T5 sequence length the family's pipeline pads prompts to (SD3: 256, FLUX.1: 512); None without a T5 slot.
+    A model set may declare another (``max_sequence_length``: FLUX.1-schnell was trained with 256)."""
 
     def networks(self) -> dict[str, nn.Module]:
         """Every module the model runs, by name (for device moves, compilation and memory formats)."""
@@ -73,7 +76,11 @@ class PipelineDenoiser(FamilyDenoiser):
     linear_sigmas = False
     """See :class:`~tcig.models.denoising.FlowSchedule`."""
 
-    def __init__(self, pipe) -> None:
+    def __init__(self, pipe, max_sequence_length: int | None = None) -> None:
+        if max_sequence_length is not None:
+            if self.text_tokens is None:
+                raise ConfigError(f"{self.family} has no T5 encoder; drop max_sequence_length from the model set")
+            self.text_tokens = max_sequence_length
         self.pipe = pipe
         self.network = getattr(pipe, self.network_name)
         self.vae = pipe.vae
@@ -140,6 +147,7 @@ class StableDiffusion3(PipelineDenoiser):
     flow = True
     preferred_dtype = torch.bfloat16
     default_guidance = 7.0
+    text_tokens = 256
 
     def networks(self) -> dict[str, nn.Module]:
         names = ("transformer", "vae", "text_encoder", "text_encoder_2", "text_encoder_3")
@@ -156,8 +164,9 @@ class StableDiffusion3(PipelineDenoiser):
     def conditioning(self, prompts, negative, guidance_scale, size) -> Conditioning:
         cfg = guidance_scale > 1
         pos, neg, pooled, neg_pooled = self.pipe.encode_prompt(
-            prompts, None, None, self.device, 1, cfg, [negative or ""] * len(prompts)
-        )
+            prompts, None, None, self.device, 1, cfg, [negative or ""] * len(prompts),
+            max_sequence_length=self.text_tokens,
+        )  # fmt: skip
         names = ["encoder_hidden_states", "pooled_projections"]
         return self._cfg([pos, pooled], [neg, neg_pooled] if cfg else None, guidance_scale, names)
 
@@ -176,9 +185,10 @@ class Flux(PipelineDenoiser):
     linear_sigmas = True
     preferred_dtype = torch.bfloat16
     packed = True
+    text_tokens = 512
 
-    def __init__(self, pipe) -> None:
-        super().__init__(pipe)
+    def __init__(self, pipe, max_sequence_length: int | None = None) -> None:
+        super().__init__(pipe, max_sequence_length)
         distilled = bool(self.network.config.get("guidance_embeds"))
         self.guidance = "distilled" if distilled else "none"
         self.default_guidance = 3.5 if distilled else 0.0
@@ -197,7 +207,7 @@ class Flux(PipelineDenoiser):
 
     def conditioning(self, prompts, negative, guidance_scale, size) -> Conditioning:
         self.check_guidance(negative)
-        pos, pooled, _ = self.pipe.encode_prompt(prompts, None, self.device, 1)
+        pos, pooled, _ = self.pipe.encode_prompt(prompts, None, self.device, 1, max_sequence_length=self.text_tokens)
         tensors = {"encoder_hidden_states": pos, "pooled_projections": pooled}
         if self.guidance == "distilled":
             tensors["guidance"] = torch.full((len(prompts),), float(guidance_scale))
@@ -225,14 +235,15 @@ class Chroma(Flux):
     family = "Chroma"
     default_guidance = 5.0
 
-    def __init__(self, pipe) -> None:
-        PipelineDenoiser.__init__(self, pipe)  # not FLUX.1's: Chroma has no distilled guidance
+    def __init__(self, pipe, max_sequence_length: int | None = None) -> None:
+        PipelineDenoiser.__init__(self, pipe, max_sequence_length)  # not FLUX.1's: Chroma has no distilled guidance
 
     def conditioning(self, prompts, negative, guidance_scale, size) -> Conditioning:
         cfg = guidance_scale > 1
         pos, _, mask, neg, _, neg_mask = self.pipe.encode_prompt(
-            prompts, [negative or ""] * len(prompts), self.device, 1, do_classifier_free_guidance=cfg
-        )
+            prompts, [negative or ""] * len(prompts), self.device, 1, do_classifier_free_guidance=cfg,
+            max_sequence_length=self.text_tokens,
+        )  # fmt: skip
         names = ["encoder_hidden_states", "attention_mask"]
         return self._cfg([pos, mask], [neg, neg_mask] if cfg else None, guidance_scale, names)
 
@@ -340,6 +351,7 @@ def family_of(pipeline_class: str, name: str) -> type[FamilyDenoiser]:
     return family
 
 
-def denoiser_for(pipe, name: str) -> FamilyDenoiser:
-    """The family wrapper of a diffusers pipeline (see :func:`family_of`)."""
-    return family_of(type(pipe).__name__, name)(pipe)
+def denoiser_for(pipe, name: str, max_sequence_length: int | None = None) -> FamilyDenoiser:
+    """The family wrapper of a diffusers pipeline (see :func:`family_of`); ``max_sequence_length`` replaces the
+    family's T5 prompt length."""
+    return family_of(type(pipe).__name__, name)(pipe, max_sequence_length)

@@ -41,6 +41,8 @@ class ModelSet:
     ``sdedit-layout`` baseline; classes without one take their standard dataset colour."""
     demo_layout: str | None = None
     """A layout file that suits the set, for benchmarks (default: the street layout)."""
+    max_sequence_length: int | None = None
+    """The T5 prompt length of an SD3 or FLUX.1 refiner (None: its pipeline's, 256 or 512)."""
 
     def colours(self) -> dict[str, tuple[int, int, int]]:
         """The set's class colours by name (empty if it declares none)."""
@@ -49,12 +51,14 @@ class ModelSet:
     def with_overrides(
         self, *, clip: str | None = None, segmenters: list[tuple[str, float]] | None = None, refiner: str | None = None
     ) -> ModelSet:
-        """Replace components; ``refiner="none"`` removes stage 2."""
+        """Replace components; ``refiner="none"`` removes stage 2 (another refiner drops the set's
+        ``max_sequence_length``, which belonged to its own)."""
         return replace(
             self,
             clip=clip or self.clip,
             segmenters=tuple(segmenters) if segmenters else self.segmenters,
             refiner=None if refiner == "none" else (refiner or self.refiner),
+            max_sequence_length=None if refiner else self.max_sequence_length,
         )
 
     def stage1_settings(self, **given) -> Stage1Settings:
@@ -85,6 +89,7 @@ class ModelSet:
             "exemplar_prompt": self.exemplar_prompt,
             "class_colours": {name: list(rgb) for name, rgb in self.class_colours},
             "demo_layout": self.demo_layout,
+            "max_sequence_length": self.max_sequence_length,
         }
 
 
@@ -128,7 +133,7 @@ def parse_segmenter_arg(text: str) -> tuple[str, float]:
 
 _SET_KEYS = {
     "name", "clip", "segmenters", "refiner", "resolution", "stage1_size", "description", "evaluator", "stage1",
-    "stage2", "exemplar_prompt", "class_colours", "demo_layout",
+    "stage2", "exemplar_prompt", "class_colours", "demo_layout", "max_sequence_length",
 }  # fmt: skip
 
 
@@ -177,6 +182,9 @@ def load_model_set(name_or_path: str) -> ModelSet:
     for key, value in (("resolution", resolution), ("stage1_size", stage1_size)):
         if value is not None and (type(value) is not int or not 8 <= value <= MAX_SIDE):
             raise ConfigError(f'{where}: "{key}" must be an integer in 8..{MAX_SIDE}, got {value!r}')
+    tokens = spec.get("max_sequence_length")
+    if tokens is not None and (type(tokens) is not int or not 1 <= tokens <= 4096):
+        raise ConfigError(f'{where}: "max_sequence_length" must be an integer in 1..4096, got {tokens!r}')
     stages = {}
     for key, cls in (("stage1", Stage1Settings), ("stage2", Stage2Settings)):
         block = spec.get(key, {})
@@ -207,6 +215,7 @@ def load_model_set(name_or_path: str) -> ModelSet:
         exemplar_prompt=exemplar,
         class_colours=tuple(read_class_colours(colours, f'{where}: "class_colours"').items()) if colours else (),
         demo_layout=resolve(text("demo_layout")),
+        max_sequence_length=tokens,
     )
 
 

@@ -167,21 +167,23 @@ class DiffusersImg2ImgRefiner(SamplingRefiner):
     """A diffusers pipeline (text-to-image or image-to-image: only its components and prompt encoders are used) of a
     family in :data:`~tcig.models.families.FAMILIES`: SD 1.x/2.x, SDXL, SD3/3.5, FLUX.1, Chroma."""
 
-    def __init__(self, pipeline, name: str = "refiner") -> None:
-        super().__init__(denoiser_for(pipeline, name), name)
+    def __init__(self, pipeline, name: str = "refiner", max_sequence_length: int | None = None) -> None:
+        super().__init__(denoiser_for(pipeline, name, max_sequence_length), name)
         self.pipeline = pipeline
 
     @classmethod
-    def from_pretrained(cls, ref: str, *, allow_pickle: bool = False) -> DiffusersImg2ImgRefiner:
+    def from_pretrained(
+        cls, ref: str, *, allow_pickle: bool = False, max_sequence_length: int | None = None
+    ) -> DiffusersImg2ImgRefiner:
         """The pipeline a hub id or folder holds (its ``model_index.json`` class), refused before anything loads
-        when tcig has no wrapper for that class."""
+        when tcig has no wrapper for that class; ``max_sequence_length``: the T5 prompt length (SD3, FLUX.1)."""
         from diffusers import DiffusionPipeline
 
         pipeline_class = (read_json_config(ref, "model_index.json") or {}).get("_class_name")
         if pipeline_class:
             family_of(pipeline_class, ref)
         pipe = load_pretrained(DiffusionPipeline.from_pretrained, ref, "refiner", allow_pickle=allow_pickle)
-        return cls(pipe, name=ref)
+        return cls(pipe, name=ref, max_sequence_length=max_sequence_length)
 
 
 class PixelSDEditRefiner(SamplingRefiner):
@@ -246,17 +248,21 @@ Refiner = SamplingRefiner
 """What stage 2 needs (``vae`` is None for image-space models)."""
 
 
-def load_refiner(ref: str, *, allow_pickle: bool = False) -> Refiner:
-    """A diffusers img2img pipeline (folder with ``model_index.json`` and a VAE) or an image-space model folder."""
+def load_refiner(ref: str, *, allow_pickle: bool = False, max_sequence_length: int | None = None) -> Refiner:
+    """A diffusers pipeline (folder with ``model_index.json`` and a VAE, or a hub id) or an image-space model folder;
+    ``max_sequence_length``: the T5 prompt length of SD3 and FLUX.1 pipelines (None: the family's)."""
     ref = check_model_ref(ref, "refiner", allow_pickle=allow_pickle)
     index = read_json_config(ref, "model_index.json")
+    diffusers_options = {"allow_pickle": allow_pickle, "max_sequence_length": max_sequence_length}
     if index is not None and "vae" in index:
-        return DiffusersImg2ImgRefiner.from_pretrained(ref, allow_pickle=allow_pickle)
+        return DiffusersImg2ImgRefiner.from_pretrained(ref, **diffusers_options)
     if read_json_config(ref, "unet/config.json") is not None:
+        if max_sequence_length is not None:
+            raise ConfigError(f"the image-space refiner '{ref}' has no T5 encoder; drop max_sequence_length")
         return PixelSDEditRefiner.from_pretrained(ref, allow_pickle=allow_pickle)
     if is_local_ref(ref) and not (Path(ref) / "unet").is_dir():
         raise ModelLoadError(
             f"the refiner folder '{ref}' is neither a diffusers pipeline (model_index.json with a "
             "vae) nor an image-space model (unet/ and scheduler/)"
         )
-    return DiffusersImg2ImgRefiner.from_pretrained(ref, allow_pickle=allow_pickle)
+    return DiffusersImg2ImgRefiner.from_pretrained(ref, **diffusers_options)

@@ -10,7 +10,7 @@ from tcig.models.refiners import load_refiner
 
 def test_bundle_fits_the_budget_and_holds_safetensors_only():
     files = [p for p in BUNDLED.rglob("*") if p.is_file()]
-    assert sum(p.stat().st_size for p in files) <= 50 * 2**20  # issue 11: 50 MB in all
+    assert sum(p.stat().st_size for p in files) <= 70 * 2**20  # issue 19: 70 MB in all
     assert not [p for p in files if p.suffix in (".bin", ".pt", ".ckpt", ".pth")]
     record = json.loads((BUNDLED / "TRAINING.json").read_text())
     for name in ("segformer", "evaluator", "swin", "objects", "clip", "vae", "unet", "pixel"):

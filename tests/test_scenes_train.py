@@ -14,7 +14,7 @@ from tcig.scenes.train import train_all
 
 def test_every_model_trains_resumes_and_loads(tmp_path):
     out, work = tmp_path / "models", tmp_path / "work"
-    models = ["segformer", "evaluator", "clip", "vae", "unet", "pixel"]
+    models = ["segformer", "evaluator", "clip", "vae", "unet", "pixel", "flow"]
     record = train_all(out, work, models, scale=0.0001, count=16, progress=False)
     assert set(record) == set(models)
     assert all(r["steps"] >= 1 and r["seconds"] > 0 for r in record.values())
@@ -33,6 +33,9 @@ def test_every_model_trains_resumes_and_loads(tmp_path):
     assert isinstance(load_refiner(str(out / "sd")), DiffusersImg2ImgRefiner)
     pixel = load_refiner(str(out / "pixel"))
     assert isinstance(pixel, PixelSDEditRefiner) and next(pixel.unet.parameters()).dtype == torch.float32
+    flow = load_refiner(str(out / "flow"), max_sequence_length=1)  # an SD3 pipeline folder without T5
+    assert flow.describe()["family"] == "Stable Diffusion 3" and flow.pipeline.text_encoder_3 is None
+    assert flow.networks()["transformer"].dtype == torch.float32
 
     spec = {
         "clip": "./models/clip",
@@ -42,7 +45,10 @@ def test_every_model_trains_resumes_and_loads(tmp_path):
         "resolution": 64,
     }
     (tmp_path / "set.json").write_text(json.dumps(spec))
-    pipe = TCIGPipeline.from_model_set(load_model_set(str(tmp_path / "set.json")))
+    (tmp_path / "flow.json").write_text(json.dumps({**spec, "refiner": "./models/flow", "max_sequence_length": 1}))
     layout = scene_layout(render_scene(5))
-    out_ = pipe(layout.prompt, layout, stage1=Stage1Settings(steps=2), stage2=Stage2Settings(steps=4), progress=False)
-    assert out_.images.shape == (1, 3, 64, 64)
+    for model_set in ("set.json", "flow.json"):
+        pipe = TCIGPipeline.from_model_set(load_model_set(str(tmp_path / model_set)))
+        stage2 = Stage2Settings(steps=4, cycles=1, cycle_steps=1, cycle_strength=0.5, seg_guidance=1.0)
+        out_ = pipe(layout.prompt, layout, stage1=Stage1Settings(steps=2), stage2=stage2, progress=False)
+        assert out_.images.shape == (1, 3, 64, 64)

@@ -9,6 +9,7 @@ optional text encoder.
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 from collections.abc import Callable
@@ -179,11 +180,23 @@ class DiffusersImg2ImgRefiner(SamplingRefiner):
         when tcig has no wrapper for that class; ``max_sequence_length``: the T5 prompt length (SD3, FLUX.1)."""
         from diffusers import DiffusionPipeline
 
-        pipeline_class = (read_json_config(ref, "model_index.json") or {}).get("_class_name")
-        if pipeline_class:
-            family_of(pipeline_class, ref)
-        pipe = load_pretrained(DiffusionPipeline.from_pretrained, ref, "refiner", allow_pickle=allow_pickle)
+        index = read_json_config(ref, "model_index.json") or {}
+        absent = {}
+        if index.get("_class_name"):
+            family_of(index["_class_name"], ref)
+            required = _required_components(index["_class_name"])
+            absent = {name: None for name in required if (index.get(name) or [None])[0] is None}
+        pipe = load_pretrained(DiffusionPipeline.from_pretrained, ref, "refiner", allow_pickle=allow_pickle, **absent)
         return cls(pipe, name=ref, max_sequence_length=max_sequence_length)
+
+
+def _required_components(pipeline_class: str) -> list[str]:
+    """The components a diffusers pipeline class takes without a default. A folder that leaves one out (SD3 without
+    its T5 encoder, as the bundled flow model) loads without it, as ``from_pretrained(..., text_encoder_3=None)``."""
+    import diffusers
+
+    signature = inspect.signature(getattr(diffusers, pipeline_class).__init__)
+    return [n for n, p in signature.parameters.items() if n != "self" and p.default is inspect.Parameter.empty]
 
 
 class PixelSDEditRefiner(SamplingRefiner):

@@ -199,6 +199,27 @@ def pixel_unet(cross_attention_dim: int = 128):
     )
 
 
+def flow_transformer(text_hidden: int = 128, pooled: int = 256):
+    """A rectified-flow MMDiT (SD3's ``SD3Transformer2DModel``) on the VAE's 16x16x8 latents in 2x2 patches (64
+    image tokens), joint attention with the text tokens of two CLIP text encoders (the bundled one, twice, as SD3's
+    pipeline concatenates them: ``2 * text_hidden`` features, ``pooled`` pooled ones)."""
+    from diffusers import SD3Transformer2DModel
+
+    return SD3Transformer2DModel(
+        sample_size=IMAGE_SIZE // 4,
+        patch_size=2,
+        in_channels=LATENT_CHANNELS,
+        out_channels=LATENT_CHANNELS,
+        num_layers=6,
+        attention_head_dim=32,
+        num_attention_heads=4,
+        joint_attention_dim=2 * text_hidden,
+        caption_projection_dim=128,
+        pooled_projection_dim=pooled,
+        pos_embed_max_size=IMAGE_SIZE // 8,
+    )
+
+
 def noise_scheduler_config() -> dict:
     """Stable Diffusion's training schedule (scaled-linear betas, 1000 steps, epsilon prediction)."""
     return dict(

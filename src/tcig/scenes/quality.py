@@ -3,8 +3,8 @@
 ``python -m tcig.scenes.quality --models DIR`` prints and writes (JSON):
 - guiding and evaluator segmenter mIoU on freshly rendered scenes (the ceiling of any controllability figure);
 - CLIP text→image retrieval accuracy (top-1 / top-5 among groups of 100 held-out scenes);
-- KID of text-to-image samples of the latent (`sd/`) and image-space (`pixel/`) diffusion models against rendered
-  scenes, in the bundled CLIP's image-feature space;
+- KID of text-to-image samples of the latent UNet (`sd/`), the image-space UNet (`pixel/`) and the rectified-flow
+  transformer (`flow/`) against rendered scenes, in the bundled CLIP's image-feature space;
 - a grid of rendered scenes above diffusion samples for the same captions.
 """
 
@@ -82,11 +82,12 @@ def clip_quality(folder: Path, scenes: SceneSet, group: int = 100) -> dict:
 
 @torch.no_grad()
 def diffusion_samples(folder: Path, captions: list[str], steps: int, guidance: float, seed: int) -> torch.Tensor:
-    """Text-to-image samples of a refiner folder (the latent ``sd/`` or the image-space ``pixel/`` model)."""
+    """Text-to-image samples of a refiner folder (``sd/``, ``pixel/`` or ``flow/``), loaded as its model set does."""
     from tcig.models.refiners import load_refiner
+    from tcig.scenes.train import REFINER_OPTIONS
     from tcig.settings import Stage2Settings
 
-    refiner = load_refiner(str(folder))
+    refiner = load_refiner(str(folder), **REFINER_OPTIONS.get(folder.name, {}))
     settings = Stage2Settings(steps=steps, guidance_scale=guidance)
     generator = torch.Generator().manual_seed(seed)
     return torch.cat(
@@ -141,17 +142,20 @@ def sample_grid(real: torch.Tensor, fake: torch.Tensor, path: Path, columns: int
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tcig.scenes.quality", description=__doc__.splitlines()[0])
-    parser.add_argument("--models", type=Path, required=True, help="folder of segformer/ evaluator/ clip/ sd/ pixel/")
+    parser.add_argument(
+        "--models", type=Path, required=True, help="folder of segformer/ evaluator/ clip/ sd/ pixel/ flow/"
+    )
     parser.add_argument("--out", type=Path, default=Path("docs/scenes_quality.json"))
     parser.add_argument("--grid", type=Path, default=Path("docs/scenes_samples.png"))
     parser.add_argument("--pixel-grid", type=Path, default=Path("docs/scenes_samples_pixel.png"))
+    parser.add_argument("--flow-grid", type=Path, default=Path("docs/scenes_samples_flow.png"))
     parser.add_argument("--scenes", type=int, default=1000, help="held-out scenes for mIoU and retrieval")
     parser.add_argument("--samples", type=int, default=200, help="diffusion samples for KID")
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--guidance-scale", type=float, default=4.0)
     parser.add_argument(
         "--only",
-        default="segformer,evaluator,clip,sd,pixel",
+        default="segformer,evaluator,clip,sd,pixel,flow",
         help="comma-separated models to measure; the others keep their figures in --out",
     )
     args = parser.parse_args(argv)
@@ -166,7 +170,12 @@ def main(argv: list[str] | None = None) -> int:
     if "clip" in only and (args.models / "clip").is_dir():
         report["clip"] = clip_quality(args.models / "clip", scenes)
     real = to_tensors(scenes.images[:32], scenes.labels[:32])[0]
-    for name, key, grid in (("sd", "diffusion", args.grid), ("pixel", "pixel_diffusion", args.pixel_grid)):
+    refiners = (
+        ("sd", "diffusion", args.grid),
+        ("pixel", "pixel_diffusion", args.pixel_grid),
+        ("flow", "flow_diffusion", args.flow_grid),
+    )
+    for name, key, grid in refiners:
         if name in only and (args.models / name).is_dir():
             report[key], fake = diffusion_quality(
                 args.models, name, scenes, args.samples, args.steps, args.guidance_scale

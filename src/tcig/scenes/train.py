@@ -26,7 +26,7 @@ from tcig.scenes.train_loop import train
 
 logger = logging.getLogger(__name__)
 
-MODELS = ("segformer", "evaluator", "swin", "objects", "clip", "vae", "unet", "pixel")
+MODELS = ("segformer", "evaluator", "swin", "objects", "clip", "vae", "unet", "pixel", "flow")
 DEFAULT_STEPS = {
     "segformer": 1500,
     "evaluator": 1500,
@@ -36,8 +36,17 @@ DEFAULT_STEPS = {
     "vae": 3000,
     "unet": 4000,
     "pixel": 4000,
+    "flow": 4000,
 }
-BATCH = {"segformer": 32, "evaluator": 32, "swin": 16, "objects": 16, "clip": 128, "vae": 16, "unet": 32, "pixel": 16}
+BATCH = {
+    "segformer": 32, "evaluator": 32, "swin": 16, "objects": 16, "clip": 128, "vae": 16, "unet": 32, "pixel": 16,
+    "flow": 32,
+}  # fmt: skip
+FLOW_TEXT_TOKENS = 1
+"""The flow model's T5 slot is empty: SD3's pipeline pads it with this many zero tokens (its default, 256, would
+make every step four times slower for nothing); ``scenes-flow`` declares it as ``max_sequence_length``."""
+REFINER_OPTIONS = {"flow": {"max_sequence_length": FLOW_TEXT_TOKENS}}
+"""How each bundled refiner folder loads (``load_refiner`` keywords), as its model set declares it."""
 SCENES_PER_MODEL = 20_000
 
 
@@ -271,6 +280,72 @@ def train_pixel(out: Path, work: Path, steps: int, count: int, progress: bool = 
     return stats
 
 
+def _projected_text_encoder(out: Path):
+    """The bundled CLIP's text tower with its trained projection, as the ``CLIPTextModelWithProjection`` that SD3's
+    pipeline takes (pooled embeddings from the projection)."""
+    from transformers import CLIPModel, CLIPTextConfig, CLIPTextModelWithProjection
+
+    clip = CLIPModel.from_pretrained(out / "clip")
+    config = CLIPTextConfig(**{**clip.config.text_config.to_dict(), "projection_dim": clip.config.projection_dim})
+    encoder = CLIPTextModelWithProjection(config).eval().requires_grad_(False)
+    encoder.text_model.load_state_dict(clip.text_model.state_dict())
+    encoder.text_projection.load_state_dict(clip.text_projection.state_dict())
+    return encoder
+
+
+def train_flow(out: Path, work: Path, steps: int, count: int, progress: bool = True) -> dict:
+    """The rectified-flow transformer (SD3's MMDiT) on the bundled VAE's latents, conditioned through SD3's own
+    prompt encoding on the bundled CLIP text tower (frozen, in both CLIP slots; no T5): velocity ``noise - x0`` at
+    ``x_t = (1 - s)·x0 + s·noise``, ``s`` logit-normal (Esser et al. 2024), 10 % of captions dropped for guidance.
+    Saved as an SD3 img2img pipeline folder, the transformer in float16 (it loads as float32)."""
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, StableDiffusion3Img2ImgPipeline
+    from transformers import CLIPTokenizer
+
+    data = scene_set("flow", count, arch.IMAGE_SIZE, work / "cache")
+    tokenizer = CLIPTokenizer.from_pretrained(out / "clip")
+    text_encoder = _projected_text_encoder(out)
+    vae = AutoencoderKL.from_pretrained(out / "sd" / "vae").eval().requires_grad_(False)
+    transformer = arch.flow_transformer(text_encoder.config.hidden_size, 2 * text_encoder.config.projection_dim)
+    pipe = StableDiffusion3Img2ImgPipeline(
+        transformer=transformer,
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=1.0),
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        text_encoder_2=text_encoder,
+        tokenizer_2=tokenizer,
+        text_encoder_3=None,
+        tokenizer_3=None,
+    )
+    scale, shift = vae.config.scaling_factor, vae.config.shift_factor or 0.0
+
+    def loss_fn(g: torch.Generator) -> torch.Tensor:
+        images, _, captions = data.batch(BATCH["flow"], g)
+        drop = torch.rand(len(captions), generator=g) < 0.1
+        captions = ["" if d else c for c, d in zip(captions, drop.tolist(), strict=True)]
+        with torch.no_grad():
+            x0 = (vae.encode(images * 2 - 1).latent_dist.sample(generator=g) - shift) * scale
+            text, _, pooled, _ = pipe.encode_prompt(
+                captions, None, None, "cpu", 1, False, max_sequence_length=FLOW_TEXT_TOKENS
+            )
+        noise = torch.randn(x0.shape, generator=g)
+        sigma = torch.sigmoid(torch.randn(x0.shape[0], generator=g))[:, None, None, None]
+        x_t = (1 - sigma) * x0 + sigma * noise
+        velocity = transformer(
+            hidden_states=x_t,
+            timestep=sigma.flatten() * 1000,
+            encoder_hidden_states=text,
+            pooled_projections=pooled,
+        ).sample
+        return F.mse_loss(velocity, noise - x0)
+
+    stats = train("flow", {"transformer": transformer}, loss_fn, steps=steps, lr=5e-4, work_dir=work, seed=6,
+                  progress=progress)  # fmt: skip
+    pipe.transformer = transformer.half()
+    pipe.save_pretrained(out / "flow")
+    return stats
+
+
 def hardware() -> dict:
     info = {
         "platform": platform.platform(),
@@ -281,6 +356,10 @@ def hardware() -> dict:
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name()
     return info
+
+
+TRAINERS = {"clip": train_clip, "vae": train_vae, "unet": train_unet, "pixel": train_pixel, "flow": train_flow}
+"""The trainers of the models that are not segmenters, by name."""
 
 
 def train_all(
@@ -297,7 +376,7 @@ def train_all(
         if name in SEGMENTERS:
             stats = train_segmenter(name, out, work, steps, count, progress)
         else:
-            trainer = {"clip": train_clip, "vae": train_vae, "unet": train_unet, "pixel": train_pixel}[name]
+            trainer = TRAINERS[name]
             stats = trainer(out, work, steps, count, progress)
         record[name] = {
             **stats,

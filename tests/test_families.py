@@ -190,3 +190,27 @@ def test_a_model_set_sets_the_t5_prompt_length(family):
         text = den.conditioning(["a boat"], None, 0.0, (64, 64)).tensors["encoder_hidden_states"]
         clip_tokens = 0 if name == "flux-schnell" else 77  # SD3 puts its CLIP tokens before T5's
         assert text.shape[1] == clip_tokens + expected
+
+
+def test_eval_variants_start_where_their_noise_level_or_strength_says(family, tmp_path):
+    """A set that starts at a noise level keeps it in eval; a variant's strength replaces it, its noise level too."""
+    name, _, model_set = family
+    if name != "flux-dev":
+        pytest.skip("one family is enough: the rule is the settings'")
+    spec = json.loads(model_set.read_text())
+    spec["stage2"] = {"steps": 4, "noise_level": 0.6}
+    leveled = tmp_path / "set.json"
+    leveled.write_text(json.dumps(spec))
+    cases = tmp_path / "cases"
+    cases.mkdir()
+    (cases / "boat.json").write_text(json.dumps(BOAT_SPEC))
+    out = tmp_path / "report"
+    variants = ["--variant", "set:steps=1", "--variant", "nl:noise_level=0.3", "--variant", "st:strength=0.25"]
+    code = main(["eval", "--models", str(leveled), "--cases", f"folder:{cases}", "--out", str(out), "--size", "64",
+                 "--methods", "tcig", "--stage1-steps", "1", "--no-progress", *variants])  # fmt: skip
+    assert code == 0
+    rows = {r["variant"].split(",")[0]: r for r in map(json.loads, (out / "results.jsonl").read_text().splitlines())}
+    assert rows["set"]["variant"].endswith(",noise=0.6") and rows["set"]["settings"]["stage2"]["noise_level"] == 0.6
+    assert rows["nl"]["variant"].endswith(",noise=0.3") and rows["nl"]["settings"]["stage2"]["noise_level"] == 0.3
+    assert rows["st"]["variant"].endswith(",strength=0.25") and rows["st"]["settings"]["stage2"]["noise_level"] is None
+    assert (out / "miou_vs_strength.png").is_file()

@@ -217,9 +217,22 @@ class Stage2Settings(_Checked):
         kind=float, low=0, high=1, low_open=True,
     )  # fmt: skip
 
+    def overridden(self, **given) -> Stage2Settings:
+        """These settings with the ``given`` fields replaced; a strength given without a noise level drops the noise
+        level (it would win), and likewise for the cycles."""
+        for strength, level in (("strength", "noise_level"), ("cycle_strength", "cycle_noise_level")):
+            if strength in given and level not in given:
+                given[level] = None
+        return replace(self, **given)
+
     def at_strength(self, strength: float) -> Stage2Settings:
         """The same settings starting at ``strength`` (an explicit strength drops ``noise_level``)."""
-        return replace(self, strength=strength, noise_level=None)
+        return self.overridden(strength=strength)
+
+    @property
+    def start_label(self) -> str:
+        """Where the refinement starts, as eval variant names show it: ``strength=0.35`` or ``noise=0.45``."""
+        return f"strength={self.strength:g}" if self.noise_level is None else f"noise={self.noise_level:g}"
 
     def cycle(self) -> Stage2Settings:
         """The settings of a cycle's refinement: its strength or noise level, no cycles of its own."""

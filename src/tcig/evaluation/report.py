@@ -276,8 +276,8 @@ def write_plots(out: Path, summary: list[dict]) -> list[Path]:
         fig, ax = plt.subplots(figsize=(6, 4))
         by_base = defaultdict(list)
         for e in tcig:
-            base, _, strength = e["variant"].rpartition(",strength=")
-            by_base[base].append((float(strength), e["miou"]["mean"], e["miou"]["ci95"]))
+            base, start = _split_start(e["variant"])
+            by_base[base].append((start, e["miou"]["mean"], e["miou"]["ci95"]))
         for base, points in by_base.items():
             points.sort()
             xs, ys, cis = zip(*points, strict=True)
@@ -286,7 +286,8 @@ def write_plots(out: Path, summary: list[dict]) -> list[Path]:
             if e["method"] != "tcig" and e.get("miou"):
                 label = e["method"] + (f" {e['variant']}" if e["variant"] and e["method"] != "stage1" else "")
                 ax.axhline(e["miou"]["mean"], linestyle="--", linewidth=1, label=label, color=_colour(e["method"]))
-        written.append(_finish_miou_plot(plt, fig, ax, "stage-2 strength", out / "miou_vs_strength.png"))
+        x_label = "stage-2 strength or noise level"
+        written.append(_finish_miou_plot(plt, fig, ax, x_label, out / "miou_vs_strength.png"))
     by_steps = _steps_curves(summary)
     if by_steps:
         fig, ax = plt.subplots(figsize=(6, 4))
@@ -305,7 +306,7 @@ def write_plots(out: Path, summary: list[dict]) -> list[Path]:
             if y is None:
                 continue
             ax.scatter(e["miou"]["mean"], y, color=_colour(e["method"]))
-            label = e["method"] + (f"\n{e['variant'].split('strength=')[-1]}" if e["method"] == "tcig" else "")
+            label = e["method"] + (f"\n{_split_start(e['variant'])[1]:g}" if e["method"] == "tcig" else "")
             ax.annotate(label, (e["miou"]["mean"], y), fontsize=6, xytext=(3, 3), textcoords="offset points")
         ax.set_xlabel("evaluator mIoU (control)")
         ax.set_ylabel("KID ×1000 vs references (lower is better)" if use_kid else "CLIP score")
@@ -364,3 +365,9 @@ def write_report(out: Path, rows: list[dict], header: dict, extractor=None) -> l
 
 def _write_text(path: Path, text: str) -> None:
     write_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def _split_start(variant: str) -> tuple[str, float]:
+    """A TCIG variant name split into its base and where stage 2 started (``...,strength=0.35`` or ``noise=0.45``)."""
+    base, _, start = variant.rpartition(",")
+    return base, float(start.partition("=")[2])

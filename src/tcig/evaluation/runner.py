@@ -355,8 +355,8 @@ def _evaluate_case(pipe, case: Case, plan: EvalPlan, scorers: Scorers, writer: R
         )
         for (name, overrides), (guides_name, guides), steps, loss in sweeps:
             stage1_over, stage2_over, weights = split_overrides(overrides)
-            stage2_base = replace(settings.stage2, **stage2_over)
-            strengths = plan.strengths or [stage2_base.strength]
+            stage2_base = settings.stage2.overridden(**stage2_over)
+            starts = [stage2_base.at_strength(s) for s in plan.strengths] or [stage2_base]
             stage1 = replace(settings.stage1, **{"steps": steps, "seg_loss": loss, **stage1_over})
             if weights is not None:
                 guides = [(seg, w) for (seg, _), w in zip(guides, weights, strict=True)]
@@ -366,7 +366,7 @@ def _evaluate_case(pipe, case: Case, plan: EvalPlan, scorers: Scorers, writer: R
             base = f"{name},{base}" if name else base
             wanted = [("stage1", base)] if "stage1" in plan.methods else []
             if "tcig" in plan.methods:
-                wanted += [("tcig", f"{base},strength={s:g}") for s in strengths]
+                wanted += [("tcig", f"{base},{s.start_label}") for s in starts]
             if all((case.name, m, v) in done for m, v in wanted):
                 continue
             guide_pipe = _with_segmenters(pipe, guides)
@@ -374,11 +374,10 @@ def _evaluate_case(pipe, case: Case, plan: EvalPlan, scorers: Scorers, writer: R
             s1_settings = {"stage1": vars(stage1).copy(), "guides": _names(guides)}
             if ("stage1", base) in wanted and (case.name, "stage1", base) not in done:
                 record("stage1", base, s1, s1_settings)
-            for strength in strengths if "tcig" in plan.methods else []:
-                variant = f"{base},strength={strength:g}"
+            for stage2 in starts if "tcig" in plan.methods else []:
+                variant = f"{base},{stage2.start_label}"
                 if (case.name, "tcig", variant) in done:
                     continue
-                stage2 = stage2_base.at_strength(strength)
                 refined = run_refine(guide_pipe, case, s1, stage2, stage1, seed)
                 record("tcig", variant, refined, {**s1_settings, "stage2": vars(stage2)})
 

@@ -68,12 +68,7 @@ class ModelSet:
     def stage2_settings(self, **given) -> Stage2Settings:
         """The set's tuned stage-2 settings, overridden by every ``given`` value that is not None; a strength given
         without a noise level replaces the set's noise level (and likewise for the cycles)."""
-        given = {k: v for k, v in given.items() if v is not None}
-        tuned = dict(self.stage2)
-        for strength, level in (("strength", "noise_level"), ("cycle_strength", "cycle_noise_level")):
-            if strength in given and level not in given:
-                tuned.pop(level, None)
-        return Stage2Settings(**{**tuned, **given})
+        return Stage2Settings(**self.stage2).overridden(**{k: v for k, v in given.items() if v is not None})
 
     def to_dict(self) -> dict:
         return {

@@ -48,6 +48,7 @@ eval-scenes: install
 	HF_HUB_OFFLINE=1 $(BIN)/tcig eval --models scenes --cases folder:examples/unusual/test \
 		--out reports/unusual_test --title "hand-drawn unusual layouts (held out)"
 	bash benchmarks/ablation_scenes.sh
+	bash benchmarks/eval_scenes_flow.sh
 
 lint: install
 	$(BIN)/ruff check src tests

@@ -13,14 +13,15 @@ def test_bundle_fits_the_budget_and_holds_safetensors_only():
     assert sum(p.stat().st_size for p in files) <= 70 * 2**20  # issue 19: 70 MB in all
     assert not [p for p in files if p.suffix in (".bin", ".pt", ".ckpt", ".pth")]
     record = json.loads((BUNDLED / "TRAINING.json").read_text())
-    for name in ("segformer", "evaluator", "swin", "objects", "clip", "vae", "unet", "pixel"):
+    for name in ("segformer", "evaluator", "swin", "objects", "clip", "vae", "unet", "pixel", "flow"):
         assert record[name]["steps"] > 0 and record[name]["seconds"] > 0 and "hardware" in record[name]
 
 
 def test_half_precision_unets_load_as_float32():
-    for name in ("scenes", "scenes-pixel"):
-        refiner = load_refiner(BUILTIN[name].refiner)
-        assert refiner.networks()["unet"].dtype == torch.float32, name
+    for name, network in (("scenes", "unet"), ("scenes-pixel", "unet"), ("scenes-flow", "transformer")):
+        model_set = BUILTIN[name]
+        refiner = load_refiner(model_set.refiner, max_sequence_length=model_set.max_sequence_length)
+        assert refiner.networks()[network].dtype == torch.float32, name
 
 
 def test_each_bundled_model_trained_on_a_seed_range_of_its_own():

@@ -309,25 +309,31 @@ def save_sd3(folder: Path, tokenizer) -> Path:
     return folder
 
 
+FLUX_TINY = dict(
+    patch_size=1,
+    in_channels=64,
+    num_layers=1,
+    num_single_layers=1,
+    attention_head_dim=16,
+    num_attention_heads=2,
+    joint_attention_dim=32,
+    axes_dims_rope=[4, 4, 8],
+)
+"""FLUX's transformer at tiny size (diffusers' test rules: ``sum(axes_dims_rope) == attention_head_dim``,
+``in_channels`` = 4 × the VAE's 16 channels for the 2×2 packing); Chroma shares it."""
+
+
+def _flux_vae():
+    return _vae(16, 4, use_quant_conv=False, use_post_quant_conv=False, shift_factor=0.1159, scaling_factor=0.3611)
+
+
 def save_flux(folder: Path, tokenizer, dev: bool = False) -> Path:
     """A FLUX.1 img2img pipeline: 2×2-packed 16-channel latents of a VAE at 1/8 (FLUX's ``shift_factor``), CLIP and
     T5; ``dev``: a distilled guidance embedding and the resolution-dependent shift, else schnell's static one."""
     from diffusers import FlowMatchEulerDiscreteScheduler, FluxImg2ImgPipeline, FluxTransformer2DModel
 
     torch.manual_seed(0)
-    transformer = FluxTransformer2DModel(
-        patch_size=1,
-        in_channels=64,
-        num_layers=1,
-        num_single_layers=1,
-        attention_head_dim=16,
-        num_attention_heads=2,
-        joint_attention_dim=32,
-        pooled_projection_dim=32,
-        axes_dims_rope=[4, 4, 8],
-        guidance_embeds=dev,
-    )
-    vae = _vae(16, 4, use_quant_conv=False, use_post_quant_conv=False, shift_factor=0.1159, scaling_factor=0.3611)
+    transformer = FluxTransformer2DModel(**FLUX_TINY, pooled_projection_dim=32, guidance_embeds=dev)
     if dev:
         scheduler = FlowMatchEulerDiscreteScheduler(
             use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15, base_image_seq_len=256, max_image_seq_len=4096
@@ -336,7 +342,7 @@ def save_flux(folder: Path, tokenizer, dev: bool = False) -> Path:
         scheduler = FlowMatchEulerDiscreteScheduler(shift=1.0)
     pipe = FluxImg2ImgPipeline(
         transformer=transformer,
-        vae=vae,
+        vae=_flux_vae(),
         text_encoder=_text_encoder(tokenizer),
         text_encoder_2=_t5(tokenizer),
         tokenizer=tokenizer,
@@ -353,22 +359,11 @@ def save_chroma(folder: Path, tokenizer) -> Path:
 
     torch.manual_seed(0)
     transformer = ChromaTransformer2DModel(
-        patch_size=1,
-        in_channels=64,
-        num_layers=1,
-        num_single_layers=1,
-        attention_head_dim=16,
-        num_attention_heads=2,
-        joint_attention_dim=32,
-        axes_dims_rope=[4, 4, 8],
-        approximator_hidden_dim=32,
-        approximator_layers=1,
-        approximator_num_channels=16,
+        **FLUX_TINY, approximator_hidden_dim=32, approximator_layers=1, approximator_num_channels=16
     )
-    vae = _vae(16, 4, use_quant_conv=False, use_post_quant_conv=False, shift_factor=0.1159, scaling_factor=0.3611)
     pipe = ChromaImg2ImgPipeline(
         scheduler=FlowMatchEulerDiscreteScheduler(shift=1.0),
-        vae=vae,
+        vae=_flux_vae(),
         text_encoder=_t5(tokenizer),
         tokenizer=tokenizer,
         transformer=transformer,

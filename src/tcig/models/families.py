@@ -87,14 +87,15 @@ class PipelineDenoiser(FamilyDenoiser):
         self.prediction = "flow" if self.flow else _prediction(pipe.scheduler.config)
         self.schedule = schedule_of(pipe.scheduler, self.prediction, self.linear_sigmas)
 
+    def networks(self) -> dict[str, nn.Module]:
+        names = (self.network_name, "vae", "text_encoder", "text_encoder_2", "text_encoder_3")
+        return {name: getattr(self.pipe, name) for name in names if getattr(self.pipe, name, None) is not None}
+
 
 class StableDiffusion(PipelineDenoiser):
     """Stable Diffusion 1.x/2.x: a ``UNet2DConditionModel`` on VAE latents, ε- or v-prediction (SD 2.x 768-v)."""
 
     family = "Stable Diffusion"
-
-    def networks(self) -> dict[str, nn.Module]:
-        return {"unet": self.pipe.unet, "vae": self.pipe.vae, "text_encoder": self.pipe.text_encoder}
 
     def conditioning(self, prompts, negative, guidance_scale, size) -> Conditioning:
         cfg = guidance_scale > 1
@@ -111,9 +112,6 @@ class StableDiffusionXL(StableDiffusion):
 
     family = "Stable Diffusion XL"
     default_guidance = 5.0
-
-    def networks(self) -> dict[str, nn.Module]:
-        return {**super().networks(), "text_encoder_2": self.pipe.text_encoder_2}
 
     def conditioning(self, prompts, negative, guidance_scale, size) -> Conditioning:
         cfg = guidance_scale > 1
@@ -148,10 +146,6 @@ class StableDiffusion3(PipelineDenoiser):
     preferred_dtype = torch.bfloat16
     default_guidance = 7.0
     text_tokens = 256
-
-    def networks(self) -> dict[str, nn.Module]:
-        names = ("transformer", "vae", "text_encoder", "text_encoder_2", "text_encoder_3")
-        return {name: getattr(self.pipe, name) for name in names if getattr(self.pipe, name, None) is not None}
 
     @property
     def size_multiple(self) -> int:
@@ -193,10 +187,6 @@ class Flux(PipelineDenoiser):
         self.guidance = "distilled" if distilled else "none"
         self.default_guidance = 3.5 if distilled else 0.0
         self.family = "FLUX.1-dev" if distilled else "FLUX.1-schnell"
-
-    def networks(self) -> dict[str, nn.Module]:
-        names = ("transformer", "vae", "text_encoder", "text_encoder_2")
-        return {name: getattr(self.pipe, name) for name in names if getattr(self.pipe, name, None) is not None}
 
     @property
     def size_multiple(self) -> int:

@@ -147,7 +147,7 @@ def test_a_strength_given_replaces_the_sets_noise_level():
     from tcig.models.model_sets import load_model_set
 
     flux = load_model_set("flux-dev")
-    assert flux.stage2_settings().noise_level == 0.45 and flux.stage2_settings().cycle().noise_level == 0.26
+    assert flux.stage2_settings().noise_level == 0.35 and flux.stage2_settings().cycle().noise_level == 0.26
     given = flux.stage2_settings(strength=0.5)
     assert given.noise_level is None and given.strength == 0.5 and given.cycle_noise_level == 0.26
     assert flux.stage2_settings(strength=0.5, noise_level=0.3).noise_level == 0.3

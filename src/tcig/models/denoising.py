@@ -85,7 +85,6 @@ class VPSchedule(_Schedule):
     def __init__(self, config) -> None:
         from diffusers import DDIMScheduler
 
-        self.config = config
         self._scheduler = DDIMScheduler.from_config(config)
 
     def levels(self, steps: int, tokens: int | None = None) -> list[Level]:

@@ -209,13 +209,16 @@ class Flux(PipelineDenoiser):
         out = self.network(
             hidden_states=packed,
             timestep=torch.full((x.shape[0],), level.t / 1000, device=x.device, dtype=x.dtype),
-            guidance=tensors.get("guidance"),
-            pooled_projections=tensors["pooled_projections"],
             encoder_hidden_states=text,
             txt_ids=torch.zeros(text.shape[1], 3, device=x.device, dtype=x.dtype),
             img_ids=img_ids,
+            **self._text_inputs(tensors, packed.shape[1]),
         ).sample
         return _unpack(out, x.shape)
+
+    def _text_inputs(self, tensors: dict[str, torch.Tensor], image_tokens: int) -> dict:
+        """The transformer's inputs besides the tokens: the pooled CLIP embedding and the distilled guidance."""
+        return {"guidance": tensors.get("guidance"), "pooled_projections": tensors["pooled_projections"]}
 
 
 class Chroma(Flux):
@@ -237,19 +240,11 @@ class Chroma(Flux):
         names = ["encoder_hidden_states", "attention_mask"]
         return self._cfg([pos, mask], [neg, neg_mask] if cfg else None, guidance_scale, names)
 
-    def network_output(self, x, level: Level, tensors) -> torch.Tensor:
-        packed, img_ids = _pack(x)
-        text, mask = tensors["encoder_hidden_states"], tensors["attention_mask"]
-        mask = torch.cat([mask, torch.ones(x.shape[0], packed.shape[1], device=x.device)], dim=1).to(x.dtype)
-        out = self.network(
-            hidden_states=packed,
-            timestep=torch.full((x.shape[0],), level.t / 1000, device=x.device, dtype=x.dtype),
-            encoder_hidden_states=text,
-            txt_ids=torch.zeros(text.shape[1], 3, device=x.device, dtype=x.dtype),
-            img_ids=img_ids,
-            attention_mask=mask,
-        ).sample
-        return _unpack(out, x.shape)
+    def _text_inputs(self, tensors: dict[str, torch.Tensor], image_tokens: int) -> dict:
+        """The text attention mask, extended over the image tokens (always attended)."""
+        mask = tensors["attention_mask"]
+        image = torch.ones(mask.shape[0], image_tokens, device=mask.device, dtype=mask.dtype)
+        return {"attention_mask": torch.cat([mask, image], dim=1).to(self.dtype)}
 
 
 def _pack(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -7,13 +7,15 @@ import pytest
 import torch
 
 from tcig.errors import ClassNameError, ConfigError
+from tcig.io.cache import TensorCache
 from tcig.layout import IGNORE, Layout
 from tcig.layout.vocabularies import resolve_classes
+from tcig.models.denoising import Level
 from tcig.settings import Stage1Settings, Stage2Settings
 from tcig.stage1.losses import total_variation
 from tcig.stage1.optimize import ViewDraws, gaussian_blur, segmenter_views
 from tcig.stage1.parameterization import PixelPyramid
-from tcig.stage1.priors import ExemplarBank, initial_images, paint_colours
+from tcig.stage1.priors import StartDrawer, initial_images, paint_colours
 
 
 def _layout() -> Layout:
@@ -28,22 +30,40 @@ COLOURS = {"sky": (0.3, 0.5, 0.9), "sea": (0.1, 0.3, 0.6), "boat": (0.8, 0.1, 0.
 
 
 class ColourRefiner:
-    """A stand-in refiner whose image of any prompt naming a class is that class's colour, with a border of grey."""
+    """A stand-in refiner whose image of any prompt naming a class is that class's colour, with a border of grey,
+    plus a little noise from each image's generator."""
 
     vae = None
     name = "colour-refiner"
 
     def __init__(self) -> None:
         self.calls = 0
+        self.prompts: list[str] = []
+
+    def fingerprint(self) -> str:
+        return self.name
+
+    def levels(self, settings, height, width):
+        return [Level(1.0, 0.0, 1.0), Level(0.0, 1.0, 0.0)]
+
+    def guidance_scale(self, settings):
+        return 1.0
 
     def text_to_image(self, prompts, height, width, settings, generator=None, progress=True, callback=None):
         self.calls += 1
+        self.prompts += prompts
+        generators = generator if isinstance(generator, list) else [generator] * len(prompts)
         images = torch.full((len(prompts), 3, height, width), 0.5)
         for i, prompt in enumerate(prompts):
             for name, colour in COLOURS.items():
                 if name in prompt.split():
                     images[i, :, 2:-2, 2:-2] = torch.tensor(colour)[:, None, None]
+            images[i] += 0.01 * torch.rand(3, height, width, generator=generators[i])
         return images
+
+
+def _drawer(refiner, cache=None) -> StartDrawer:
+    return StartDrawer(refiner, [ColourSegmenter()], "a photo of a {name}", cache=cache)
 
 
 class ColourSegmenter(torch.nn.Module):
@@ -73,35 +93,65 @@ def test_paint_colours_gives_each_region_its_colour_and_grey_to_dont_care():
 
 def test_exemplar_colours_come_from_the_class_pixels_and_are_drawn_once():
     refiner = ColourRefiner()
-    bank = ExemplarBank(refiner, [ColourSegmenter()], "a photo of a {name}", (16, 16), Stage2Settings())
-    exemplars = bank.get(["sea", "boat"])
-    assert refiner.calls == 1
+    drawer = _drawer(refiner)
+    exemplars, prompt_images = drawer.draw(["sea", "boat"], None, 1, (16, 16), Stage2Settings())
+    assert refiner.calls == 1 and prompt_images is None
     for exemplar, name in zip(exemplars, ["sea", "boat"], strict=True):
         # the grey border is not the class, so the mean is the class colour itself
-        assert torch.allclose(exemplar.colour, torch.tensor(COLOURS[name]), atol=1e-5)
-    bank.get(["boat", "sea"])
-    assert refiner.calls == 1  # cached
+        assert torch.allclose(exemplar.colour, torch.tensor(COLOURS[name]), atol=0.01)
+    drawer.draw(["boat", "sea"], None, 1, (16, 16), Stage2Settings())
+    assert refiner.calls == 1  # kept in memory
+    drawer.draw(["boat"], None, 1, (8, 8), Stage2Settings())
+    assert refiner.calls == 2  # another size is drawn again
+
+
+def test_a_class_always_gets_the_same_exemplars_whatever_is_drawn_with_it():
+    alone, _ = _drawer(ColourRefiner()).draw(["boat"], None, 1, (16, 16), Stage2Settings())
+    together, _ = _drawer(ColourRefiner()).draw(["sea", "boat"], "a sky", 2, (16, 16), Stage2Settings())
+    assert torch.equal(alone[0].images, together[1].images)
+
+
+def test_the_prompt_and_the_exemplars_are_drawn_in_one_batch():
+    refiner = ColourRefiner()
+    _, images = _drawer(refiner).draw(["sea", "boat"], "a sky", 3, (16, 16), Stage2Settings())
+    assert refiner.calls == 1 and images.shape == (3, 3, 16, 16)
+    assert refiner.prompts.count("a sky") == 3 and len(refiner.prompts) == 3 + 2 * 2
+
+
+def test_a_second_process_reads_the_start_images_from_disk_and_the_generator_moves_on_the_same(tmp_path):
+    def run(cache):
+        refiner = ColourRefiner()
+        generator = torch.Generator().manual_seed(5)
+        exemplars, images = _drawer(refiner, cache).draw(["sea"], "a sky", 2, (16, 16), Stage2Settings(), generator)
+        return refiner.calls, exemplars[0].images, images, torch.rand(4, generator=generator)
+
+    calls, exemplars, images, after = run(None)
+    first = run(TensorCache(tmp_path))
+    second = run(TensorCache(tmp_path))  # a new drawer, as in a new process
+    assert first[0] == 1 and second[0] == 0
+    for got in (first, second):
+        assert torch.equal(got[1], exemplars) and torch.equal(got[2], images) and torch.equal(got[3], after)
+    refiner = ColourRefiner()
+    _drawer(refiner, TensorCache(tmp_path)).draw(["sea"], "a sky", 2, (16, 16), Stage2Settings(),
+                                                 torch.Generator().manual_seed(6))  # fmt: skip
+    assert refiner.prompts == ["a sky", "a sky"]  # another seed draws the prompt again, not the class
 
 
 @pytest.mark.parametrize("init", ["colours", "collage", "prompt"])
 def test_initial_images_follow_the_layout(init):
     layout = _layout()
-    refiner = ColourRefiner()
-    bank = ExemplarBank(refiner, [ColourSegmenter()], "a photo of a {name}", (16, 16), Stage2Settings())
     images = initial_images(
         init,
         layout,
         "a sky",
         2,
-        bank=bank,
-        refiner=refiner,
-        segmenters=[ColourSegmenter()],
+        drawer=_drawer(ColourRefiner()),
         settings=Stage2Settings(),
         generator=torch.Generator().manual_seed(0),
     )
     assert images.shape == (2, 3, 16, 16)
     if init == "prompt":  # the refiner's own image for the prompt, ignoring the layout
-        assert torch.allclose(images[0, :, 11, 5], torch.tensor(COLOURS["sky"]))
+        assert torch.allclose(images[0, :, 11, 5], torch.tensor(COLOURS["sky"]), atol=0.01)
         return
     predicted = ColourSegmenter()(images).argmax(1)
     labelled = layout.label_map != IGNORE

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from tcig.errors import ConfigError, TCIGError
+from tcig.io.cache import TensorCache
 from tcig.layout import IGNORE, Layout
 from tcig.layout.vocabularies import resolve_classes
 from tcig.models.clip_scorer import CLIPScorer
@@ -23,7 +24,7 @@ from tcig.models.segmenters import Segmenter, load_segmenter
 from tcig.settings import Fit, SizeSettings, Stage1Settings, Stage2Settings, check_num_images
 from tcig.stage1.optimize import SegTerm, run_stage1, seg_terms_loss
 from tcig.stage1.parameterization import PixelPyramid, VAELatent
-from tcig.stage1.priors import ExemplarBank, exemplar_settings, initial_images
+from tcig.stage1.priors import StartDrawer, initial_images, start_settings
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +46,10 @@ class TCIGOutput:
 class TCIGPipeline:
     """Holds a CLIP scorer, guiding segmenters with weights and an optional refiner (None = stage 1 only).
 
-    Speed switches: ``stage1_autocast`` (mixed precision for stage 1 on GPUs, on by default) and ``compile_stage1``
-    (``torch.compile`` of the stage-1 loss, True or a compile mode; the first call pays the compilation)."""
+    ``start_cache`` keeps the refiner's start images on disk between processes (see
+    :class:`~tcig.stage1.priors.StartDrawer`). Speed switches: ``stage1_autocast`` (mixed precision for stage 1 on
+    GPUs, on by default) and ``compile_stage1`` (``torch.compile`` of the stage-1 loss, True or a compile mode; the
+    first call pays the compilation)."""
 
     def __init__(
         self,
@@ -56,6 +59,7 @@ class TCIGPipeline:
         resolution: int = 512,
         stage1_size: int | None = None,
         model_set: ModelSet | None = None,
+        start_cache: TensorCache | None = None,
     ) -> None:
         if not segmenters:
             raise ConfigError("TCIG needs at least one guiding segmenter")
@@ -68,11 +72,17 @@ class TCIGPipeline:
         self.device = torch.device("cpu")
         self.stage1_autocast = True
         self.compile_stage1: bool | str = False
-        self._exemplars: dict[tuple[int, int], ExemplarBank] = {}
+        self.start_cache = start_cache
+        self._drawer: StartDrawer | None = None
 
     @classmethod
     def from_model_set(
-        cls, model_set: str | ModelSet, *, allow_pickle: bool = False, class_names: list[str] | None = None
+        cls,
+        model_set: str | ModelSet,
+        *,
+        allow_pickle: bool = False,
+        class_names: list[str] | None = None,
+        start_cache: TensorCache | None = None,
     ) -> TCIGPipeline:
         """Load every component of a named model set (or a JSON model-set file), on the CPU in float32.
 
@@ -81,6 +91,7 @@ class TCIGPipeline:
             allow_pickle: allow ``.bin``/``.pt``/``.ckpt`` weights (unpickling runs code).
             class_names: a layout's classes, matched to the segmenters' labels before the other models load, so an
                 unknown class fails in seconds.
+            start_cache: the on-disk cache of start images (None: none).
         """
         ms = load_model_set(model_set) if isinstance(model_set, str) else model_set
         segmenters = [(load_segmenter(ref, allow_pickle=allow_pickle), w) for ref, w in ms.segmenters]
@@ -90,7 +101,7 @@ class TCIGPipeline:
         refiner = None
         if ms.refiner:
             refiner = load_refiner(ms.refiner, allow_pickle=allow_pickle, max_sequence_length=ms.max_sequence_length)
-        return cls(clip, segmenters, refiner, ms.resolution, ms.stage1_size, ms)
+        return cls(clip, segmenters, refiner, ms.resolution, ms.stage1_size, ms, start_cache)
 
     def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> TCIGPipeline:
         """Stage-1 models stay float32 (they run under autocast on GPUs); the refiner takes ``dtype`` (None: float32
@@ -265,7 +276,7 @@ class TCIGPipeline:
 
         start = time.perf_counter()
         init = self.initial_images(
-            stage1, prompt, layout, (h1, w1), num_images, generator, _step_events(callback, "init")
+            stage1, prompt, layout, (h1, w1), num_images, generator, _step_events(callback, "init"), progress
         )
         if init is not None:
             timings["init_s"] = time.perf_counter() - start
@@ -364,33 +375,29 @@ class TCIGPipeline:
         num_images: int,
         generator: torch.Generator | None,
         callback: StepCallback | None = None,
+        progress: bool = False,
     ) -> torch.Tensor | None:
-        """Stage 1's starting images ``[B,3,*size]`` for ``stage1.init`` (None for noise), drawn by the refiner at the
-        output size (``layout``'s) and shrunk to the stage-1 size; ``callback(step, steps)`` follows each sampling
+        """Stage 1's starting images ``[B,3,*size]`` for ``stage1.init`` (None for noise), painted from the refiner's
+        images drawn at ``size`` with ``stage1.init_steps`` steps; ``callback(step, steps)`` follows each sampling
         step."""
         if stage1.init == "noise":
             return None
-        out_size = layout.size
-        if out_size not in self._exemplars:
+        if self._drawer is None:
             template = self.model_set.exemplar_prompt if self.model_set else ModelSet.exemplar_prompt
-            sampling = exemplar_settings(self.model_set.stage2_settings() if self.model_set else Stage2Settings())
             guides = [seg for seg, _ in self.segmenters]
-            self._exemplars[out_size] = ExemplarBank(self.refiner, guides, template, out_size, sampling)
-        bank = self._exemplars[out_size]
+            self._drawer = StartDrawer(self.refiner, guides, template, cache=self.start_cache)
+        stage2 = self.model_set.stage2_settings() if self.model_set else Stage2Settings()
         images = initial_images(
             stage1.init,
-            layout,
+            layout.resized(*size, "stretch"),
             prompt,
             num_images,
-            bank=bank,
-            refiner=self.refiner,
-            segmenters=bank.segmenters,
-            settings=bank.settings,
+            drawer=self._drawer,
+            settings=start_settings(stage2, stage1.init_steps),
             generator=generator,
+            progress=progress,
             callback=callback,
         )
-        if images.shape[-2:] != size:
-            images = F.interpolate(images, size=size, mode="bilinear", align_corners=False, antialias=True)
         return images.clamp(0, 1).to(self.device)
 
     def refine(

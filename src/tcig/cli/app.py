@@ -12,9 +12,10 @@ from tcig.cli.common import (
     Command,
     HelpContext,
     add_device_arguments,
+    add_loading_arguments,
     add_output_arguments,
-    add_pickle_argument,
     output_folder,
+    start_cache,
     wait_seconds,
 )
 from tcig.errors import ConfigError
@@ -51,7 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser, context: HelpContext) -> None
     )
     parser.add_argument("--open", action="store_true", help="open the page in the default web browser")
     add_device_arguments(parser)
-    add_pickle_argument(parser)
+    add_loading_arguments(parser)
     parser.add_argument("-v", "--verbose", action="store_true", help="log details")
 
 
@@ -81,7 +82,9 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"cannot listen on {args.host}:{args.port}: {err.strerror or err}") from None
         try:
             logger.info("loading models of '%s' on %s", model_set.name, device)
-            pipe = TCIGPipeline.from_model_set(model_set, allow_pickle=args.allow_pickle).to(device, dtype)
+            pipe = TCIGPipeline.from_model_set(
+                model_set, allow_pickle=args.allow_pickle, start_cache=start_cache(args)
+            ).to(device, dtype)
             server.studio = studio = Studio(pipe, out_dir, examples)
             if not local:
                 logger.warning("tcig app listens on %s: anyone who can reach it can use it", args.host)

@@ -13,9 +13,10 @@ from tcig import __version__
 from tcig.cli.common import (
     Command,
     HelpContext,
+    add_loading_arguments,
     add_output_arguments,
-    add_pickle_argument,
     output_folder,
+    start_cache,
     wait_seconds,
 )
 from tcig.io.files import write_json_atomically
@@ -31,7 +32,7 @@ def add_arguments(batch: argparse.ArgumentParser, context: HelpContext) -> None:
     batch.add_argument("--models", default="sd15", help="a built-in model set or a model-set JSON file")
     batch.add_argument("--device", default="auto", help="auto (each process's accelerate device), cpu, cuda, ...")
     batch.add_argument("--dtype", default="auto", help="stage-2 dtype: auto, float32, float16, bfloat16")
-    add_pickle_argument(batch)
+    add_loading_arguments(batch)
     batch.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     batch.add_argument("-v", "--verbose", action="store_true", help="log details")
 
@@ -54,7 +55,9 @@ def run(args: argparse.Namespace) -> int:
     # the main process holds the folder's lock for the whole run; the other processes of the run work under it
     with output_folder(args.out, wait=wait_seconds(args), lock=state.is_main_process) as out_dir:
         state.wait_for_everyone()
-        pipe = TCIGPipeline.from_model_set(model_set, allow_pickle=args.allow_pickle).to(device, dtype)
+        pipe = TCIGPipeline.from_model_set(
+            model_set, allow_pickle=args.allow_pickle, start_cache=start_cache(args)
+        ).to(device, dtype)
         record = {
             "tcig_version": __version__,
             "model_set": model_set.to_dict(),

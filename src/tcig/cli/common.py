@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tcig.errors import ConfigError
+from tcig.io.cache import CACHE_ENV, DEFAULT_MAX_BYTES, TensorCache, default_cache_folder
 from tcig.io.lock import FolderLock, remove_stale_staging
 from tcig.settings import Option, Stage1Settings, Stage2Settings, options_of
 
@@ -145,10 +146,25 @@ def add_device_arguments(group) -> None:
     )
 
 
-def add_pickle_argument(group) -> None:
-    """``--allow-pickle``, for the commands that load models."""
+START_IMAGES = "start-images"
+"""The cache's subfolder of start images."""
+
+
+def add_loading_arguments(group) -> None:
+    """``--allow-pickle`` and ``--no-cache``, for the commands that load models."""
     help = "allow pickle checkpoints (.bin/.pt/.ckpt); unpickling can run code"
     group.add_argument("--allow-pickle", action="store_true", help=help)
+    group.add_argument(
+        "--no-cache",
+        action="store_true",
+        help=f"do not keep the refiner's start images on disk between runs (kept in ${CACHE_ENV}, default "
+        f"~/.cache/tcig, at most {DEFAULT_MAX_BYTES // 2**20} MiB)",
+    )
+
+
+def start_cache(args: argparse.Namespace) -> TensorCache | None:
+    """The on-disk cache of start images, None with ``--no-cache``."""
+    return None if args.no_cache else TensorCache(default_cache_folder() / START_IMAGES)
 
 
 # --- comma lists on the command line ---------------------------------------------------------------------------

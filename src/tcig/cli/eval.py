@@ -13,13 +13,14 @@ from tcig import __version__
 from tcig.cli.common import (
     Command,
     HelpContext,
+    add_loading_arguments,
     add_output_arguments,
-    add_pickle_argument,
     add_run_arguments,
     assignments,
     float_list,
     int_list,
     output_folder,
+    start_cache,
     wait_seconds,
     word_list,
 )
@@ -71,7 +72,7 @@ def add_arguments(ev: argparse.ArgumentParser, context: HelpContext) -> None:
         help="KID/FID features: 'evaluator' (its backbone; default, since stage 1 optimizes the guiding CLIP and "
         "would fool its features) or a CLIP id or folder",
     )
-    add_pickle_argument(models)
+    add_loading_arguments(models)
 
     methods = ev.add_argument_group("methods and sweeps")
     methods.add_argument("--methods", default=",".join(METHODS), help=f"comma list of {', '.join(METHODS)} (all)")
@@ -191,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
     )
     plan.check()  # before any model loads
     with output_folder(args.out, wait=wait_seconds(args)) as out:
-        pipe = TCIGPipeline.from_model_set(model_set, allow_pickle=args.allow_pickle)
+        pipe = TCIGPipeline.from_model_set(model_set, allow_pickle=args.allow_pickle, start_cache=start_cache(args))
         extra_segs = [(load_segmenter(ref, allow_pickle=args.allow_pickle), w) for ref, w in extras]
         guide_sets = {f"{len(pipe.segmenters)}seg": pipe.segmenters}
         if extra_segs:

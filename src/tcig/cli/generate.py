@@ -13,12 +13,13 @@ from tcig import __version__
 from tcig.cli.common import (
     Command,
     HelpContext,
+    add_loading_arguments,
     add_output_arguments,
-    add_pickle_argument,
     add_run_arguments,
     add_setting_arguments,
     given_settings,
     output_folder,
+    start_cache,
     wait_seconds,
 )
 from tcig.errors import TCIGError
@@ -92,7 +93,7 @@ def add_arguments(gen: argparse.ArgumentParser, context: HelpContext) -> None:
     models.add_argument(
         "--refiner", help="override the stage-2 model (diffusers img2img id/folder, or an image-space model folder)"
     )
-    add_pickle_argument(models)
+    add_loading_arguments(models)
 
     add_setting_arguments(gen.add_argument_group("size"), SizeSettings, context)
     add_setting_arguments(
@@ -148,7 +149,9 @@ def run(args: argparse.Namespace) -> int:
 
     with output_folder(args.out, wait=wait_seconds(args)) as out_dir:
         logger.info("loading models of '%s' on %s", model_set.name, device)
-        pipe = TCIGPipeline.from_model_set(model_set, allow_pickle=args.allow_pickle, class_names=layout.classes)
+        pipe = TCIGPipeline.from_model_set(
+            model_set, allow_pickle=args.allow_pickle, class_names=layout.classes, start_cache=start_cache(args)
+        )
         pipe.to(device, dtype)
         pipe.compile_stage1 = args.compile or False
         if args.channels_last:

@@ -391,7 +391,9 @@ def _evaluate_case(pipe, case: Case, plan: EvalPlan, scorers: Scorers, writer: R
 def _with_segmenters(pipe: TCIGPipeline, segmenters) -> TCIGPipeline:
     if segmenters is pipe.segmenters:
         return pipe
-    other = TCIGPipeline(pipe.clip, segmenters, pipe.refiner, pipe.resolution, pipe.stage1_size, pipe.model_set)
+    other = TCIGPipeline(
+        pipe.clip, segmenters, pipe.refiner, pipe.resolution, pipe.stage1_size, pipe.model_set, pipe.start_cache
+    )
     other.device = pipe.device
     return other
 

@@ -242,11 +242,17 @@ class Denoiser:
     def start(
         self,
         levels: list[Level],
-        generator: torch.Generator | None,
+        generator: torch.Generator | list[torch.Generator] | None,
         images: torch.Tensor | None = None,
         shape: tuple[int, ...] | None = None,
     ) -> torch.Tensor:
-        """Pure noise of ``shape`` (text-to-image), or ``images`` encoded and noised to ``levels[0]``."""
+        """Pure noise of ``shape`` (text-to-image; ``generator`` may be a list, one per image), or ``images`` encoded
+        and noised to ``levels[0]``."""
+        if isinstance(generator, list):
+            if images is not None or len(generator) != shape[0]:
+                raise ValueError("a list of generators needs text-to-image with one generator per image")
+            noise = torch.cat([torch.randn((1, *shape[1:]), generator=g) for g in generator]).to(self.device)
+            return noise.to(self.dtype)
         x0 = self.encode(images, generator) if images is not None else None
         noise = torch.randn(x0.shape if x0 is not None else shape, generator=generator).to(self.device)
         if x0 is None:

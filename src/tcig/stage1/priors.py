@@ -16,12 +16,14 @@ Starting points (``Stage1Settings.init``):
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
 
+from tcig.io.cache import TensorCache, cache_key
 from tcig.layout import IGNORE, Layout
 from tcig.layout.vocabularies import match_labels
 from tcig.models.denoising import StepCallback
@@ -64,51 +66,115 @@ def class_masks(segmenters: list[Segmenter], images: torch.Tensor, names: list[s
     return masks
 
 
-class ExemplarBank:
-    """Exemplars of class names, drawn once by ``refiner`` and kept for later calls.
+class StartDrawer:
+    """The refiner's images that stage 1 starts from, drawn in one batch: ``count`` images of each class name (its
+    ``template``, with noise fixed per name so that a class always gets the same images) and the images of the
+    prompt (noise from the caller's generator). Exemplars are kept in memory for the process; with a ``cache``,
+    everything drawn is also kept on disk between processes, keyed by the refiner's :meth:`fingerprint
+    <tcig.models.refiners.SamplingRefiner.fingerprint>`, the text, the size, the noise levels and guidance, and the
+    noise's origin (the per-name seed, or the caller's generator state, which moves on as if the images had been
+    drawn, so a cached run gives the images an uncached one would).
 
     Args:
-        refiner: the stage-2 model; its ``text_to_image`` draws the exemplars.
+        refiner: the stage-2 model; its ``text_to_image`` draws the images.
         segmenters: guides that find each class in the exemplars (the first that knows a name is used).
-        prompt: template with ``{name}``, e.g. ``"a photo of a {name}"``.
-        size: (height, width) of the exemplars.
-        settings: sampling settings (steps, guidance) of ``text_to_image``.
+        template: the exemplar prompt with ``{name}``, e.g. ``"a photo of a {name}"``.
         count: images per class name.
-        seed: their seed, fixed so that a class always gets the same exemplars.
+        seed: the exemplars' seed.
+        cache: the on-disk cache (None: draw in every new process).
     """
 
     def __init__(
         self,
         refiner: Refiner,
         segmenters: list[Segmenter],
-        prompt: str,
-        size: tuple[int, int],
-        settings: Stage2Settings,
+        template: str,
         count: int = 2,
         seed: int = 0,
+        cache: TensorCache | None = None,
     ) -> None:
-        self.refiner, self.segmenters, self.prompt = refiner, segmenters, prompt
-        self.size, self.settings, self.count, self.seed = size, settings, count, seed
-        self._cache: dict[str, Exemplar] = {}
+        self.refiner, self.segmenters, self.template = refiner, segmenters, template
+        self.count, self.seed, self.cache = count, seed, cache
+        self._exemplars: dict[str, Exemplar] = {}
 
-    def get(self, names: list[str], callback: StepCallback | None = None) -> list[Exemplar]:
-        """The exemplars of ``names``, drawing the missing ones (``callback(step, steps)`` after each step)."""
-        missing = [n for n in dict.fromkeys(names) if n not in self._cache]
+    def draw(
+        self,
+        names: list[str],
+        prompt: str | None,
+        num_images: int,
+        size: tuple[int, int],
+        settings: Stage2Settings,
+        generator: torch.Generator | None = None,
+        progress: bool = False,
+        callback: StepCallback | None = None,
+    ) -> tuple[list[Exemplar], torch.Tensor | None]:
+        """The exemplars of ``names`` and, with a ``prompt``, ``num_images`` images of it ``[N,3,*size]`` (None
+        without), at ``size`` with the text-to-image ``settings``; what is neither in memory nor on disk is drawn in
+        one batch (``callback(step, steps)`` after each sampling step; a bar with ``progress``)."""
+        base = self._base_key(size, settings)
+        keys = {n: cache_key("class", base, self.template.format(name=n), self.seed, self.count) for n in names}
+        missing = [n for n in dict.fromkeys(names) if keys[n] not in self._exemplars]
+        loaded = {n: self._load(keys[n]) for n in missing}
+        to_draw = [n for n in missing if loaded[n] is None]
+        prompt_key = prompt_images = None
+        if prompt is not None:
+            state = generator.get_state() if generator is not None else None
+            prompt_key = cache_key("prompt", base, prompt, num_images, None if state is None else _digest(state))
+            entry = self._load(prompt_key) if state is not None else None
+            if entry is not None:
+                prompt_images = entry["images"]
+                generator.set_state(entry["state"])
+        texts, generators = [], []
+        for name in to_draw:
+            texts += [self.template.format(name=name)] * self.count
+            generators += [self._name_generator(name)] * self.count
+        if prompt is not None and prompt_images is None:
+            texts += [prompt] * num_images
+            generators += [generator or torch.Generator()] * num_images
+        if texts:
+            drawn = self.refiner.text_to_image(texts, *size, settings, generators, progress, callback).float().cpu()
+            for k, name in enumerate(to_draw):
+                loaded[name] = {"images": drawn[k * self.count : (k + 1) * self.count]}
+                self._store(keys[name], loaded[name])
+            if prompt is not None and prompt_images is None:
+                prompt_images = drawn[len(to_draw) * self.count :]
+                if generator is not None:
+                    self._store(prompt_key, {"images": prompt_images, "state": generator.get_state()})
         if missing:
-            prompts = [self.prompt.format(name=n) for n in missing for _ in range(self.count)]
-            generator = torch.Generator().manual_seed(self.seed)
-            images = self.refiner.text_to_image(
-                prompts, *self.size, self.settings, generator, progress=False, callback=callback
-            )
-            images = images.float().cpu()
+            images = torch.cat([loaded[n]["images"] for n in missing])
             masks = class_masks(self.segmenters, images, missing)
             for k, name in enumerate(missing):
                 rows = slice(k * self.count, (k + 1) * self.count)
                 mask = masks[rows, k]
-                self._cache[name] = Exemplar(images[rows], mask, _mean_colour(images[rows], mask))
+                self._exemplars[keys[name]] = Exemplar(images[rows], mask, _mean_colour(images[rows], mask))
                 if mask.sum() < MIN_PIXELS:
                     logger.info("no guide finds '%s' in the refiner's images of it; using their mean colour", name)
-        return [self._cache[n] for n in names]
+        return [self._exemplars[keys[n]] for n in names], prompt_images
+
+    def _base_key(self, size: tuple[int, int], settings: Stage2Settings) -> list:
+        """What every image depends on besides its text and noise."""
+        levels = self.refiner.levels(settings.at_strength(1.0), *size)
+        return [
+            self.refiner.fingerprint(),
+            list(size),
+            [(round(v.alpha, 7), round(v.sigma, 7)) for v in levels],
+            self.refiner.guidance_scale(settings),
+            settings.negative_prompt,
+        ]
+
+    def _name_generator(self, name: str) -> torch.Generator:
+        return torch.Generator().manual_seed(int(cache_key(self.seed, self.template.format(name=name))[:15], 16))
+
+    def _load(self, key: str) -> dict[str, torch.Tensor] | None:
+        return self.cache.get(key) if self.cache is not None else None
+
+    def _store(self, key: str, tensors: dict[str, torch.Tensor]) -> None:
+        if self.cache is not None:
+            self.cache.put(key, tensors)
+
+
+def _digest(state: torch.Tensor) -> str:
+    return hashlib.sha256(state.numpy().tobytes()).hexdigest()
 
 
 def _mean_colour(images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -169,49 +235,44 @@ def initial_images(
     prompt: str,
     num_images: int,
     *,
-    bank: ExemplarBank | None,
-    refiner: Refiner | None,
-    segmenters: list[Segmenter],
+    drawer: StartDrawer,
     settings: Stage2Settings,
     generator: torch.Generator | None,
+    progress: bool = False,
     callback: StepCallback | None = None,
 ) -> torch.Tensor | None:
-    """Starting images ``[B,3,H,W]`` in [0,1] at the layout's size for ``init`` (None for ``noise``).
+    """Starting images ``[B,3,H,W]`` in [0,1] at the layout's size for ``init`` (None for ``noise``), from the
+    ``drawer``'s images drawn at that size with the text-to-image ``settings``.
 
-    ``colours`` and ``prompt`` draw the refiner's image for the prompt with ``settings`` and ``generator``
-    (``colours`` only to read the colours of its classes); ``callback(step, steps)`` follows every sampling step."""
+    ``colours`` and ``prompt`` use the refiner's images of the prompt, drawn from ``generator`` (``colours`` only to
+    read the colours of its classes); ``callback(step, steps)`` follows every sampling step."""
     if init == "noise":
         return None
-    if refiner is None or bank is None:
-        raise ValueError(f"init '{init}' needs a refiner to draw from")
-    size = layout.size
+    if init not in INITS:
+        raise ValueError(f"unknown init '{init}'; use one of {', '.join(INITS)}")
     present = layout.present_classes()
-    exemplars = {}
-    if init in ("colours", "collage"):
-        exemplars = dict(zip(present, bank.get([layout.classes[k] for k in present], callback), strict=True))
-    if init in ("colours", "prompt"):
-        drawn = (
-            refiner.text_to_image([prompt] * num_images, *size, settings, generator, progress=False, callback=callback)
-            .float()
-            .cpu()
-        )
-        if init == "prompt":
-            return drawn
-        colours = exemplar_colours(layout, exemplars)
-        masks = class_masks(segmenters, drawn, layout.classes)
-        painted = []
-        for image, mask in zip(drawn, masks, strict=True):
-            own = colours.clone()
-            for k in present:
-                if mask[k].sum() >= MIN_PIXELS:
-                    own[k] = image[:, mask[k]].mean(dim=1)
-            painted.append(paint_colours(layout, own))
-        return torch.stack(painted)
+    names = [layout.classes[k] for k in present] if init != "prompt" else []
+    with_prompt = prompt if init in ("colours", "prompt") else None
+    found, drawn = drawer.draw(
+        names, with_prompt, num_images, layout.size, settings, generator, progress=progress, callback=callback
+    )
+    if init == "prompt":
+        return drawn
+    exemplars = dict(zip(present, found, strict=True))
     if init == "collage":
         return torch.stack([paint_collage(layout, exemplars, generator) for _ in range(num_images)])
-    raise ValueError(f"unknown init '{init}'; use one of {', '.join(INITS)}")
+    colours = exemplar_colours(layout, exemplars)
+    masks = class_masks(drawer.segmenters, drawn, layout.classes)
+    painted = []
+    for image, mask in zip(drawn, masks, strict=True):
+        own = colours.clone()
+        for k in present:
+            if mask[k].sum() >= MIN_PIXELS:
+                own[k] = image[:, mask[k]].mean(dim=1)
+        painted.append(paint_colours(layout, own))
+    return torch.stack(painted)
 
 
-def exemplar_settings(settings: Stage2Settings) -> Stage2Settings:
-    """Text-to-image settings for exemplars and prompt images: the stage-2 settings at full strength."""
-    return replace(settings, strength=1.0)
+def start_settings(stage2: Stage2Settings, steps: int) -> Stage2Settings:
+    """Text-to-image settings of the start images: stage 2's guidance and negative prompt, ``steps`` steps."""
+    return replace(stage2, strength=1.0, noise_level=None, steps=steps, cycles=0)

@@ -149,7 +149,9 @@ class Stage1Settings(_Checked):
     ``init_noise`` on top of it; the segmenters see ``seg_views`` randomly transformed views per image (shifted by
     up to ``seg_shift`` of the side, scaled by up to ``1 ± seg_scale``, blurred with a Gaussian of up to
     ``seg_blur`` pixels, plus ``seg_noise``), each scored against the layout moved with it, so that no pixel-exact
-    pattern can satisfy them (expectation over transformations); ``tv_weight`` weighs a total-variation prior."""
+    pattern can satisfy them (expectation over transformations); ``tv_weight`` weighs a total-variation prior.
+    ``guides_per_step`` scores a random subset of the guides at each step (an expectation over the guides, at a
+    fraction of the cost)."""
 
     steps: int = setting(150, "Adam steps of stage 1", low=0, high=100_000)
     lr: float = setting(0.05, "learning rate", low=0, high=100, low_open=True)
@@ -185,6 +187,10 @@ class Stage1Settings(_Checked):
                                high_open=True)  # fmt: skip
     seg_blur: float = setting(0.0, "largest Gaussian blur (pixels) of a segmenter view", low=0, high=64)
     tv_weight: float = setting(0.0, "weight of the total-variation (smoothness) prior", low=0)
+    guides_per_step: int = setting(
+        0, "guiding segmenters scored at each step, drawn at random and weighted up to keep their sum (0 = all)",
+        low=0, high=64,
+    )  # fmt: skip
 
     @property
     def robust_views(self) -> bool:

@@ -211,7 +211,7 @@ def run_stage1(
         else contextlib.nullcontext
     )
 
-    def losses(draws: CropDraws | None, views: ViewDraws | None, seg_noise: torch.Tensor | None):
+    def losses(draws: CropDraws | None, views: ViewDraws | None, seg_noise: torch.Tensor | None, chosen: tuple):
         with amp():
             images = param()
             terms: dict[str, torch.Tensor] = {}
@@ -224,9 +224,10 @@ def run_stage1(
             else:  # the image itself, optionally noisy
                 seg_view = images if seg_noise is None else images + settings.seg_noise * seg_noise
                 seg_targets = targets
-            for term, target, key in zip(seg_terms, seg_targets, keys, strict=True):
-                terms[key] = term.weight * segmentation_loss(
-                    term.segmenter(seg_view, term.queries), target, settings.seg_loss
+            for i in chosen:
+                term = seg_terms[i]
+                terms[keys[i]] = (len(seg_terms) / len(chosen)) * term.weight * segmentation_loss(
+                    term.segmenter(seg_view, term.queries), seg_targets[i], settings.seg_loss
                 )
             if settings.tv_weight > 0:
                 terms["tv"] = settings.tv_weight * total_variation(images)
@@ -237,6 +238,8 @@ def run_stage1(
     with torch.no_grad():
         shape = param().shape
     early_stop = EarlyStop(settings.patience, settings.min_improvement)
+    names = ["clip"] * use_clip + keys + ["tv"] * (settings.tv_weight > 0)
+    per_step = settings.guides_per_step or len(seg_terms)
     history: list[dict] = []
     pending: list[tuple[int, torch.Tensor]] = []
     bar = tqdm(range(settings.steps), desc="stage 1", disable=not progress, leave=False)
@@ -252,16 +255,20 @@ def run_stage1(
                 views = ViewDraws.sample(shape[0] * settings.seg_views, shape[-2:], settings, generator, device)
             elif settings.seg_noise > 0 and seg_terms:
                 seg_noise = torch.randn(shape, generator=generator).to(device)
-            images, terms = losses(draws, views, seg_noise)
+            chosen = tuple(range(len(seg_terms)))
+            if per_step < len(seg_terms):
+                chosen = tuple(sorted(torch.randperm(len(seg_terms), generator=generator)[:per_step].tolist()))
+            images, terms = losses(draws, views, seg_noise, chosen)
             loss = sum(terms.values())
             loss.backward()
             optimizer.step()
             # one new tensor per step: outputs of a CUDA-graph-compiled loss are overwritten by the next replay
-            pending.append((step, torch.stack([loss, *terms.values()]).detach().float()))
+            row = [terms.get(name, loss.new_tensor(math.nan)) for name in names]
+            pending.append((step, torch.stack([loss, *row]).detach().float()))
             if callback is None and (step + 1) % SYNC_EVERY and step + 1 < settings.steps:
                 continue
             stop = False
-            for record in _read_back(pending, ["loss", *terms]):
+            for record in _read_back(pending, ["loss", *names]):
                 history.append(record)
                 stop = stop or early_stop.should_stop(record["loss"])
             pending.clear()
@@ -285,12 +292,13 @@ SYNC_EVERY = 10
 
 
 def _read_back(pending: list[tuple[int, torch.Tensor]], names: list[str]) -> list[dict]:
-    """One device-to-host copy for all pending steps' losses; raises at the first non-finite loss."""
+    """One device-to-host copy for all pending steps' losses (None for a guide the step did not use); raises at the
+    first non-finite loss."""
     values = torch.stack([row for _, row in pending]).tolist()
     records = []
     for (step, _), row in zip(pending, values, strict=True):
-        record = {"step": step, **dict(zip(names, row, strict=True))}
-        if not math.isfinite(record["loss"]):
-            raise TCIGError(f"the stage-1 loss became {record['loss']} at step {step}; lower --lr or the loss weights")
+        if not math.isfinite(row[0]):
+            raise TCIGError(f"the stage-1 loss became {row[0]} at step {step}; lower --lr or the loss weights")
+        record = {"step": step, **{n: None if math.isnan(v) else v for n, v in zip(names, row, strict=True)}}
         records.append(record)
     return records

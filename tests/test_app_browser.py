@@ -185,6 +185,7 @@ def test_paint_generate_download(app, page, tmp_path):
     page.wait_for_function("document.getElementById('preview').src !== ''", timeout=RUN_TIMEOUT_MS)
     page.wait_for_function("document.getElementById('status').textContent.startsWith('done')", timeout=RUN_TIMEOUT_MS)
     assert page.eval_on_selector("#progress-stage2", "e => e.value") == 1
+    assert page.eval_on_selector("#progress-init", "e => e.value") == 1
     page.wait_for_function("document.getElementById('final').naturalWidth > 0")  # the result image has loaded
     page.wait_for_function("document.querySelector('#history .card img')?.naturalWidth > 0")
     if os.environ.get("TCIG_APP_SCREENSHOT"):

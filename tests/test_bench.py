@@ -268,3 +268,26 @@ def test_an_architecture_whose_weights_cannot_fit_is_refused_before_it_is_built(
     code = main(["bench", "--arch", "sd15", "--device", "cpu", "--out", str(tmp_path / "b.json")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "need 4.0 GiB in float32" in err and "1.0 GiB free" in err and "\n" not in err
+
+
+def test_bench_profile_of_a_step_and_the_start_image_levers(configs, tmp_path, capsys):
+    defaults = tmp_path / "colours.json"
+    stage1 = {"init": "colours", "init_steps": 2, "guides_per_step": 1, "seg_views": 2, "seg_shift": 0.1}
+    defaults.write_text(json.dumps({"clip": "-", "segmenters": ["-"], "stage1": stage1, "stage2": {"strength": 0.6}}))
+    out = tmp_path / "bench.json"
+    two_guides = f"{configs['seg']},{configs['seg']}"
+    levers = "guides-per-step,init-steps,start-cache"
+    code = _bench({**configs, "defaults": defaults}, out, "--segmenters", two_guides, "--tables", "profile,levers",
+                  "--levers", levers)  # fmt: skip
+    assert code == 0
+    result = json.loads(out.read_text())
+    parts = {r["part"].split(" (")[0].split(",")[0]: r for r in result["profile"]}
+    assert {"CLIP", "segmenter views", "the rest: optimizer", "whole step"} <= set(parts)
+    assert sum(r["part"].startswith("guide ") for r in result["profile"]) == 2
+    whole = [r for r in result["profile"] if r["part"].startswith("whole step")]
+    assert whole[0]["share"] == 1.0 and "1 of 2 guides scored" in whole[1]["part"]
+    assert all(r["ms_per_step"] >= 0 for r in result["profile"])
+    rows = {r["key"]: r for r in result["levers"]}
+    assert set(rows) == set(levers.split(","))
+    assert rows["init-steps"]["before"]["stage1_steps"] == 2 and all(r["speedup"] > 0 for r in rows.values())
+    assert "| part of a stage-1 step" in capsys.readouterr().out

@@ -289,6 +289,9 @@ def test_a_fifo_layout_is_refused(tiny, tmp_path, capsys):
         ({"clip": "./c", "segmenters": [{"id": "./s", "weight": -1}]}, "must be a number >= 0"),
         ({"clip": "./c", "segmenters": ["./s"], "class_colours": {"sky": [300, 0, 0]}}, "integers 0..255"),
         ([1, 2], "must hold a JSON object"),
+        ({"clip": "./c", "segmenters": ["./s"], "presets": {"fast": {"stage1": {"steps": 0.5}}}}, 'preset "fast"'),
+        ({"clip": "./c", "segmenters": ["./s"], "presets": {"fast": {"stage3": {}}}}, '"stage1" and/or "stage2"'),
+        ({"clip": "./c", "segmenters": ["./s"], "presets": {"default": {}}}, 'without "default"'),
     ],
 )
 def test_model_set_mistakes_name_the_key(tmp_path, content, needle):
@@ -398,3 +401,28 @@ def test_usage_errors_are_one_line_too(capsys):
     assert info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "invalid choice: 'squash'" in err and "tcig generate --help" in err
+
+
+def test_a_preset_changes_the_sets_settings_and_explicit_flags_still_win(tiny, spec, tmp_path, capsys):
+    from tcig.models.model_sets import load_model_set
+
+    content = json.loads(tiny["model_set"].read_text())
+    content["stage1"] = {"steps": 3, "num_crops": 2}
+    content["presets"] = {"fast": {"stage1": {"steps": 2, "guides_per_step": 1}, "stage2": {"steps": 4}}}
+    path = tiny["model_set"].parent / "with_presets.json"
+    path.write_text(json.dumps(content))
+    ms = load_model_set(str(path))
+    assert ms.with_preset("default") is ms and ms.with_preset(None) is ms
+    fast = ms.with_preset("fast")
+    assert fast.stage1 == {"steps": 2, "num_crops": 2, "guides_per_step": 1} and fast.stage2["steps"] == 4
+    with pytest.raises(ConfigError, match="no preset 'best'; use one of default, fast"):
+        ms.with_preset("best")
+    out = tmp_path / "out"
+    args = ["generate", "--models", str(path), "--layout", str(spec), "--out", str(out), "--preset", "fast",
+            "--steps", "1", "--no-progress"]  # fmt: skip
+    assert main(args) == 0
+    meta = json.loads((out / "scene_s0.json").read_text())
+    assert meta["settings"]["stage1"]["steps"] == 1 and meta["settings"]["stage1"]["guides_per_step"] == 1
+    assert meta["settings"]["stage2"]["steps"] == 4
+    assert main([*args[:5], "--out", str(tmp_path / "o2"), "--preset", "best"]) != 0
+    _one_line_error(capsys, "no preset 'best'")

@@ -385,7 +385,8 @@ class TCIGPipeline:
         if self._drawer is None:
             template = self.model_set.exemplar_prompt if self.model_set else ModelSet.exemplar_prompt
             guides = [seg for seg, _ in self.segmenters]
-            self._drawer = StartDrawer(self.refiner, guides, template, cache=self.start_cache)
+            self._drawer = StartDrawer(self.refiner, guides, template)
+        self._drawer.cache = self.start_cache
         stage2 = self.model_set.stage2_settings() if self.model_set else Stage2Settings()
         images = initial_images(
             stage1.init,

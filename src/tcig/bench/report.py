@@ -33,6 +33,9 @@ def markdown(table: str, rows: list[dict]) -> str:
             ]
             for r in rows
         ]
+    elif table == "profile":
+        header = ["part of a stage-1 step (forward and backward)", "ms per step", "share of a whole step"]
+        body = [[r["part"], _num(r["ms_per_step"], 1), f"{100 * r['share']:.0f} %"] for r in rows]
     elif table == "levers":
         header = ["lever", "off: s/image", "on: s/image", "speed-up"]
         body = [

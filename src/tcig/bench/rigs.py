@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from tcig.bench import models
+from tcig.io.cache import TensorCache
 from tcig.io.pictures import colorize
 from tcig.layout import Layout
 from tcig.models.model_sets import load_model_set
@@ -35,6 +36,8 @@ class Rig:
     spare_segmenters: list[Segmenter] = field(default_factory=list)
     description: dict = field(default_factory=dict)
     switches: tuple | None = None  # the speed switches last applied (see suite.apply_switches)
+    start_cache: TensorCache | None = None
+    """The on-disk cache of start images that the start-cache lever switches on (an empty folder at first)."""
 
 
 def street_layout(size: int) -> Layout:

@@ -35,6 +35,7 @@ class RunSpec:
     attention: str = "sdpa"
     compile: bool | str = False
     sync_every_step: bool = False
+    start_cache: bool = False
 
 
 @dataclass
@@ -70,6 +71,7 @@ def apply_switches(rig: Rig, spec: RunSpec) -> None:
     pipe = rig.pipe
     pipe.stage1_autocast = spec.autocast
     pipe.compile_stage1 = spec.compile
+    pipe.start_cache = rig.start_cache if spec.start_cache else None
     switches = (spec.channels_last, spec.attention, tuple(id(seg) for seg, _ in pipe.segmenters))
     if rig.switches == switches:  # the scaling table swaps segmenters in: they get the switches then
         return
@@ -203,6 +205,36 @@ def _early_stop(rig, spec, device, compile_mode):
     patience = spec.stage1.patience or 10
     off, on = replace(spec.stage1, patience=0), replace(spec.stage1, patience=patience)
     return f"early stopping of stage 1 (patience {patience})", replace(spec, stage1=off), replace(spec, stage1=on)
+
+
+@lever("guides-per-step")
+def _guides_per_step(rig, spec, device, compile_mode):
+    count = len(rig.pipe.segmenters)
+    if count < 2:
+        return None
+    fewer = spec.stage1.guides_per_step or 1
+    off, on = replace(spec.stage1, guides_per_step=0), replace(spec.stage1, guides_per_step=fewer)
+    return (
+        f"{fewer} of the {count} guides scored per stage-1 step",
+        replace(spec, stage1=off),
+        replace(spec, stage1=on),
+    )
+
+
+@lever("init-steps")
+def _init_steps(rig, spec, device, compile_mode):
+    if spec.stage1.init == "noise":
+        return None
+    fewer = min(spec.stage1.init_steps, 10)
+    off, on = replace(spec.stage1, init_steps=30), replace(spec.stage1, init_steps=fewer)
+    return f"start images drawn in {fewer} steps instead of 30", replace(spec, stage1=off), replace(spec, stage1=on)
+
+
+@lever("start-cache")
+def _start_cache(rig, spec, device, compile_mode):
+    if spec.stage1.init == "noise" or rig.start_cache is None:
+        return None
+    return "start images read from the on-disk cache", spec, replace(spec, start_cache=True)
 
 
 @lever("stage2-steps")

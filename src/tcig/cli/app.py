@@ -14,6 +14,7 @@ from tcig.cli.common import (
     add_device_arguments,
     add_loading_arguments,
     add_output_arguments,
+    add_preset_argument,
     output_folder,
     start_cache,
     wait_seconds,
@@ -53,6 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser, context: HelpContext) -> None
     parser.add_argument("--open", action="store_true", help="open the page in the default web browser")
     add_device_arguments(parser)
     add_loading_arguments(parser)
+    add_preset_argument(parser)
     parser.add_argument("-v", "--verbose", action="store_true", help="log details")
 
 
@@ -72,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     examples = _examples_folder(args.examples)
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, device)
-    model_set = load_model_set(args.models)
+    model_set = load_model_set(args.models).with_preset(args.preset)
     with output_folder(args.out, wait=wait_seconds(args)) as out_dir:
         try:  # before the models load, so that a busy port fails at once
             server = AppServer((args.host, args.port), local_only=not args.allow_remote)

@@ -15,6 +15,7 @@ from tcig.cli.common import (
     HelpContext,
     add_loading_arguments,
     add_output_arguments,
+    add_preset_argument,
     output_folder,
     start_cache,
     wait_seconds,
@@ -33,6 +34,7 @@ def add_arguments(batch: argparse.ArgumentParser, context: HelpContext) -> None:
     batch.add_argument("--device", default="auto", help="auto (each process's accelerate device), cpu, cuda, ...")
     batch.add_argument("--dtype", default="auto", help="stage-2 dtype: auto, float32, float16, bfloat16")
     add_loading_arguments(batch)
+    add_preset_argument(batch)
     batch.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     batch.add_argument("-v", "--verbose", action="store_true", help="log details")
 
@@ -45,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from tcig.pipeline import TCIGPipeline
 
     items = read_manifest(args.manifest)
-    model_set = load_model_set(args.models)
+    model_set = load_model_set(args.models).with_preset(args.preset)
     device = resolve_device(args.device)  # an unavailable device fails here
     state = PartialState(cpu=args.device == "cpu")
     if args.device in ("auto", "cuda"):

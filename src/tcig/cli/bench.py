@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import platform
+import tempfile
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from tcig import __version__
 from tcig.bench.suite import LEVERS
 from tcig.cli.common import Command, HelpContext, int_list, word_list
 from tcig.errors import ConfigError
+from tcig.io.cache import TensorCache
 from tcig.io.files import write_atomically
 from tcig.models.devices import resolve_device, resolve_dtype
 from tcig.models.model_sets import BUILTIN
@@ -22,7 +24,7 @@ from tcig.settings import MAX_SIDE
 
 logger = logging.getLogger("tcig")
 
-TABLES = ("main", "levers", "scaling")
+TABLES = ("main", "profile", "levers", "scaling")
 
 
 def add_arguments(bench: argparse.ArgumentParser, context: HelpContext) -> None:
@@ -142,7 +144,7 @@ def _check(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tcig.bench import report, rigs, suite
+    from tcig.bench import rigs
 
     _check(args)
     device = resolve_device(args.device)
@@ -167,6 +169,17 @@ def run(args: argparse.Namespace) -> int:
             args.reference_steps,
             args.img2img_strength,
         )
+    with tempfile.TemporaryDirectory(prefix="tcig-bench-cache-") as cache_folder:
+        rig.start_cache = TensorCache(cache_folder)
+        _run_tables(args, rig, device)
+    logger.info("wrote %s", args.out)
+    return 0
+
+
+def _run_tables(args: argparse.Namespace, rig, device: torch.device) -> None:
+    from tcig.bench import report, suite
+    from tcig.bench.profile import profile_table
+
     spec = suite.default_spec(rig, args.stage1_steps, args.stage2_steps)
     if not args.models:  # random weights make the loss curve meaningless: always run the whole step budget
         spec = replace(spec, stage1=replace(spec.stage1, patience=0))
@@ -187,6 +200,8 @@ def run(args: argparse.Namespace) -> int:
             continue
         if table == "main":
             result["main"] = suite.main_table(rig, spec, args.repeats, args.warmup, device)
+        elif table == "profile":
+            result["profile"] = profile_table(rig, spec, args.repeats, device)
         elif table == "levers":
             result["levers"] = suite.lever_table(
                 rig, spec, args.repeats, args.warmup, device, args.compile, args.levers
@@ -201,8 +216,6 @@ def run(args: argparse.Namespace) -> int:
             env = result["environment"]
             title = f"{rig.description.get('arch') or args.models} on {env['device_name']}, {env['dtype']}"
             report.plot_scaling(result["scaling"], args.out.with_name(f"{args.out.stem}_scaling.png"), title)
-    logger.info("wrote %s", args.out)
-    return 0
 
 
 COMMAND = Command(

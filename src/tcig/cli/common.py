@@ -146,6 +146,15 @@ def add_device_arguments(group) -> None:
     )
 
 
+def add_preset_argument(group) -> None:
+    """``--preset``: a named speed/quality point of the model set."""
+    group.add_argument(
+        "--preset",
+        help="a named point of the model set's speed/quality trade-off, e.g. fast or best (default: the set's own "
+        "settings; `tcig models` lists each set's presets); explicit settings still win",
+    )
+
+
 START_IMAGES = "start-images"
 """The cache's subfolder of start images."""
 

@@ -15,6 +15,7 @@ from tcig.cli.common import (
     HelpContext,
     add_loading_arguments,
     add_output_arguments,
+    add_preset_argument,
     add_run_arguments,
     assignments,
     float_list,
@@ -73,6 +74,7 @@ def add_arguments(ev: argparse.ArgumentParser, context: HelpContext) -> None:
         "would fool its features) or a CLIP id or folder",
     )
     add_loading_arguments(models)
+    add_preset_argument(models)
 
     methods = ev.add_argument_group("methods and sweeps")
     methods.add_argument("--methods", default=",".join(METHODS), help=f"comma list of {', '.join(METHODS)} (all)")
@@ -150,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
     check_seed(args.seed)
     check_num_images(args.num_images)
     segmenters = [parse_segmenter_arg(s) for s in args.segmenter] if args.segmenter else None
-    model_set = load_model_set(args.models).with_overrides(segmenters=segmenters)
+    model_set = load_model_set(args.models).with_preset(args.preset).with_overrides(segmenters=segmenters)
     extras = [parse_segmenter_arg(s) for s in args.extra_segmenter or []]
     evaluator_ref = args.evaluator or model_set.evaluator
     if not evaluator_ref:

@@ -15,6 +15,7 @@ from tcig.cli.common import (
     HelpContext,
     add_loading_arguments,
     add_output_arguments,
+    add_preset_argument,
     add_run_arguments,
     add_setting_arguments,
     given_settings,
@@ -94,6 +95,7 @@ def add_arguments(gen: argparse.ArgumentParser, context: HelpContext) -> None:
         "--refiner", help="override the stage-2 model (diffusers img2img id/folder, or an image-space model folder)"
     )
     add_loading_arguments(models)
+    add_preset_argument(models)
 
     add_setting_arguments(gen.add_argument_group("size"), SizeSettings, context)
     add_setting_arguments(
@@ -135,7 +137,8 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, device)
     segmenters = [parse_segmenter_arg(s) for s in args.segmenter] if args.segmenter else None
-    model_set = load_model_set(args.models).with_overrides(clip=args.clip, segmenters=segmenters, refiner=args.refiner)
+    model_set = load_model_set(args.models).with_preset(args.preset)
+    model_set = model_set.with_overrides(clip=args.clip, segmenters=segmenters, refiner=args.refiner)
     stage1 = model_set.stage1_settings(**given_settings(args, Stage1Settings))
     refine = args.stage2 != "none"
     stage2 = model_set.stage2_settings(**given_settings(args, Stage2Settings)) if refine else None

@@ -18,6 +18,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"  clip={ms.clip} segmenters={','.join(f'{s}:{w:g}' for s, w in ms.segmenters)} refiner={ms.refiner}")
         if ms.stage1 or ms.stage2:
             print(f"  tuned settings: stage1={ms.stage1} stage2={ms.stage2}")
+        for preset, changes in ms.presets.items():
+            print(f"  --preset {preset}: {changes}")
     return 0
 
 

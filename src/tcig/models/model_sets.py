@@ -43,6 +43,9 @@ class ModelSet:
     """A layout file that suits the set, for benchmarks (default: the street layout)."""
     max_sequence_length: int | None = None
     """The T5 prompt length of an SD3 or FLUX.1 refiner (None: its pipeline's, 256 or 512)."""
+    presets: dict = field(default_factory=dict, compare=False, hash=False)
+    """Named points of the speed/quality trade-off: ``{name: {"stage1": {...}, "stage2": {...}}}``, each changing
+    the set's settings (``default`` is the set's own)."""
 
     def colours(self) -> dict[str, tuple[int, int, int]]:
         """The set's class colours by name (empty if it declares none)."""
@@ -59,6 +62,20 @@ class ModelSet:
             segmenters=tuple(segmenters) if segmenters else self.segmenters,
             refiner=None if refiner == "none" else (refiner or self.refiner),
             max_sequence_length=None if refiner else self.max_sequence_length,
+        )
+
+    def with_preset(self, name: str | None) -> ModelSet:
+        """The set with a preset's settings over its own (``None`` or ``default``: unchanged)."""
+        if name in (None, DEFAULT_PRESET):
+            return self
+        if name not in self.presets:
+            known = ", ".join([DEFAULT_PRESET, *self.presets])
+            raise ConfigError(f"model set '{self.name}' has no preset '{name}'; use one of {known}")
+        preset = self.presets[name]
+        return replace(
+            self,
+            stage1={**self.stage1, **preset.get("stage1", {})},
+            stage2={**self.stage2, **preset.get("stage2", {})},
         )
 
     def stage1_settings(self, **given) -> Stage1Settings:
@@ -85,6 +102,7 @@ class ModelSet:
             "class_colours": {name: list(rgb) for name, rgb in self.class_colours},
             "demo_layout": self.demo_layout,
             "max_sequence_length": self.max_sequence_length,
+            "presets": self.presets,
         }
 
 
@@ -128,8 +146,10 @@ def parse_segmenter_arg(text: str) -> tuple[str, float]:
 
 _SET_KEYS = {
     "name", "clip", "segmenters", "refiner", "resolution", "stage1_size", "description", "evaluator", "stage1",
-    "stage2", "exemplar_prompt", "class_colours", "demo_layout", "max_sequence_length",
+    "stage2", "exemplar_prompt", "class_colours", "demo_layout", "max_sequence_length", "presets",
 }  # fmt: skip
+DEFAULT_PRESET = "default"
+"""The preset name of a set's own settings."""
 
 
 def load_model_set(name_or_path: str) -> ModelSet:
@@ -180,17 +200,15 @@ def load_model_set(name_or_path: str) -> ModelSet:
     tokens = spec.get("max_sequence_length")
     if tokens is not None and (type(tokens) is not int or not 1 <= tokens <= 4096):
         raise ConfigError(f'{where}: "max_sequence_length" must be an integer in 1..4096, got {tokens!r}')
-    stages = {}
-    for key, cls in (("stage1", Stage1Settings), ("stage2", Stage2Settings)):
-        block = spec.get(key, {})
-        if not isinstance(block, dict):
-            raise ConfigError(f'{where}: "{key}" must be an object of {cls.__name__} fields')
-        known = {o.name: o for o in options_of(cls)}
-        for name, value in block.items():
-            if name not in known:
-                raise ConfigError(f'{where}: "{key}" has unknown field "{name}"; known: {", ".join(known)}')
-            check_value(known[name], value, f'{where}: "{key}".')
-        stages[key] = dict(block)
+    stages = _checked_stages(spec, where)
+    presets = spec.get("presets", {})
+    if not isinstance(presets, dict) or DEFAULT_PRESET in presets:
+        raise ConfigError(f'{where}: "presets" must be an object {{name: {{"stage1": ..., "stage2": ...}}}} '
+                          f'without "{DEFAULT_PRESET}" (the set\'s own settings)')  # fmt: skip
+    for name, preset in presets.items():
+        if not isinstance(preset, dict) or set(preset) - {"stage1", "stage2"}:
+            raise ConfigError(f'{where}: preset "{name}" must be an object with "stage1" and/or "stage2"')
+        _checked_stages(preset, f'{where}: preset "{name}"')
     colours = spec.get("class_colours")
     colours = resolve(colours) if isinstance(colours, str) else colours
     exemplar = text("exemplar_prompt") or ModelSet.exemplar_prompt
@@ -211,7 +229,24 @@ def load_model_set(name_or_path: str) -> ModelSet:
         class_colours=tuple(read_class_colours(colours, f'{where}: "class_colours"').items()) if colours else (),
         demo_layout=resolve(text("demo_layout")),
         max_sequence_length=tokens,
+        presets={name: {k: dict(v) for k, v in preset.items()} for name, preset in presets.items()},
     )
+
+
+def _checked_stages(spec: dict, where: str) -> dict[str, dict]:
+    """The "stage1" and "stage2" blocks of ``spec``, every field checked against its setting."""
+    stages = {}
+    for key, cls in (("stage1", Stage1Settings), ("stage2", Stage2Settings)):
+        block = spec.get(key, {})
+        if not isinstance(block, dict):
+            raise ConfigError(f'{where}: "{key}" must be an object of {cls.__name__} fields')
+        known = {o.name: o for o in options_of(cls)}
+        for name, value in block.items():
+            if name not in known:
+                raise ConfigError(f'{where}: "{key}" has unknown field "{name}"; known: {", ".join(known)}')
+            check_value(known[name], value, f'{where}: "{key}".')
+        stages[key] = dict(block)
+    return stages
 
 
 def _builtin_sets() -> dict[str, ModelSet]:

@@ -226,8 +226,10 @@ def run_stage1(
                 seg_targets = targets
             for i in chosen:
                 term = seg_terms[i]
-                terms[keys[i]] = (len(seg_terms) / len(chosen)) * term.weight * segmentation_loss(
-                    term.segmenter(seg_view, term.queries), seg_targets[i], settings.seg_loss
+                terms[keys[i]] = (
+                    (len(seg_terms) / len(chosen))
+                    * term.weight
+                    * segmentation_loss(term.segmenter(seg_view, term.queries), seg_targets[i], settings.seg_loss)
                 )
             if settings.tv_weight > 0:
                 terms["tv"] = settings.tv_weight * total_variation(images)

@@ -448,7 +448,7 @@ function settings() {
 
 const STAGE_TEXT = {
   starting: "starting",
-  init: "drawing the start images (first run at this size only)",
+  init: "drawing the start images (kept on disk for the next runs)",
   stage1: "stage 1: optimizing the layout",
   stage2: "stage 2: refining",
   cycle: "polishing the layout",
@@ -498,20 +498,21 @@ function poll() {
 }
 
 function showStatus(status) {
-  const s1 = $("progress-stage1"), s2 = $("progress-stage2");
+  const s0 = $("progress-init"), s1 = $("progress-stage1"), s2 = $("progress-stage2");
   let text = "";
   if (status.state === "queued") {
     text = status.position > 1 ? `waiting: ${status.position - 1} run(s) ahead` : "waiting for the current run";
-    s1.value = 0; s2.value = 0;
+    s0.value = 0; s1.value = 0; s2.value = 0;
   } else if (status.state === "running") {
     text = STAGE_TEXT[status.stage] || status.stage || "running";
     if (status.steps) text += ` — step ${status.step} of ${status.steps}`;
     const fraction = status.steps ? status.step / status.steps : 0;
-    if (status.stage === "stage1") { s1.value = fraction; s2.value = 0; }
-    if (status.stage === "stage2" || status.stage === "cycle") { s1.value = 1; s2.value = fraction; }
+    if (status.stage === "init") { s0.value = fraction; s1.value = 0; s2.value = 0; }
+    if (status.stage === "stage1") { s0.value = 1; s1.value = fraction; s2.value = 0; }
+    if (status.stage === "stage2" || status.stage === "cycle") { s0.value = 1; s1.value = 1; s2.value = fraction; }
   } else if (status.state === "done") {
     text = `done in ${status.result.timings.total_s.toFixed(1)} s: ${status.result.name}`;
-    s1.value = 1; s2.value = 1;
+    s0.value = 1; s1.value = 1; s2.value = 1;
   } else if (status.state === "cancelled") {
     text = "cancelled";
   } else if (status.state === "failed") {

@@ -1,0 +1,110 @@
+"""The speed/quality frontier: evaluator mIoU against seconds per image for every method and variant of `tcig eval`
+reports, with the Pareto front through the TCIG variants and the baselines as points.
+
+``python benchmarks/frontier.py REPORT [REPORT ...] --out docs/performance/frontier_scenes.png [--default NAME]``
+writes the plot and a JSON file beside it (one row per method and variant: cases, mean mIoU with its 95 % half-width,
+mean seconds per image, and whether the point is on the front). Seconds are comparable only within one report
+(one run on one machine); mIoU only over the same cases, so every point is averaged over the cases all share.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+from tcig.evaluation.report import save_figure
+from tcig.evaluation.runner import read_results
+
+T_95 = {n: t for n, t in [(5, 2.571), (10, 2.228), (15, 2.131), (20, 2.086), (30, 2.042), (60, 2.0)]}
+
+
+def _t(n: int) -> float:
+    return next((t for k, t in sorted(T_95.items()) if n - 1 <= k), 1.96)
+
+
+def points(reports: list[Path]) -> list[dict]:
+    """Mean mIoU and seconds per image of each (method, variant) over the cases every one of them ran."""
+    scores: dict[tuple[str, str], dict[str, tuple[float, float | None]]] = defaultdict(dict)
+    for report in reports:
+        for row in read_results(report):
+            if row["method"] == "reference" or row.get("miou") is None:
+                continue
+            name = row["variant"].split(",")[0] if row["method"] == "tcig" else ""
+            scores[(row["method"], name)][row["case"]] = (row["miou"], row.get("seconds_per_image"))
+    shared = set.intersection(*(set(cases) for cases in scores.values()))
+    out = []
+    for (method, variant), by_case in sorted(scores.items()):
+        values = [by_case[c] for c in sorted(shared)]
+        mious = [m for m, _ in values]
+        seconds = [s for _, s in values if s is not None]
+        half = _t(len(mious)) * statistics.stdev(mious) / len(mious) ** 0.5 if len(mious) > 1 else None
+        out.append(
+            {
+                "method": method,
+                "variant": variant,
+                "cases": len(mious),
+                "miou": statistics.mean(mious),
+                "miou_ci95": half,
+                "seconds_per_image": statistics.mean(seconds) if seconds else None,
+            }
+        )
+    tcig = [p for p in out if p["method"] == "tcig" and p["seconds_per_image"] is not None]
+    for p in out:
+        p["on_front"] = p in tcig and not any(
+            q["seconds_per_image"] <= p["seconds_per_image"] and q["miou"] > p["miou"] for q in tcig if q is not p
+        )
+    return out
+
+
+def plot(rows: list[dict], path: Path, default: str | None, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.6))
+    tcig = [r for r in rows if r["method"] == "tcig" and r["seconds_per_image"] is not None]
+    front = sorted((r for r in tcig if r["on_front"]), key=lambda r: r["seconds_per_image"])
+    ax.plot([r["seconds_per_image"] for r in front], [r["miou"] for r in front], "-", color="tab:red", alpha=0.5)
+    for r in tcig:
+        marker = "*" if r["variant"] == default else "o"
+        ax.errorbar(r["seconds_per_image"], r["miou"], yerr=r["miou_ci95"], fmt=marker, color="tab:red",
+                    ms=12 if marker == "*" else 5, alpha=0.9 if r["on_front"] else 0.45, capsize=2)  # fmt: skip
+        ax.annotate(r["variant"], (r["seconds_per_image"], r["miou"]), fontsize=7, xytext=(4, 3),
+                    textcoords="offset points")  # fmt: skip
+    for r in rows:
+        if r["method"] != "tcig" and r["seconds_per_image"] is not None:
+            ax.errorbar(r["seconds_per_image"], r["miou"], yerr=r["miou_ci95"], fmt="s", color="tab:blue", capsize=2)
+            ax.annotate(r["method"], (r["seconds_per_image"], r["miou"]), fontsize=7, color="tab:blue",
+                        xytext=(4, -9), textcoords="offset points")  # fmt: skip
+    ax.set_xlabel("seconds per image")
+    ax.set_ylabel("evaluator mIoU (mean over cases, 95 % CI)")
+    ax.set_xlim(left=0)
+    ax.grid(alpha=0.3)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    save_figure(fig, path)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("reports", nargs="+", type=Path, help="tcig eval output folders")
+    parser.add_argument("--out", type=Path, required=True, help="the plot (.png); the JSON goes beside it")
+    parser.add_argument("--default", help="the variant that is the set's defaults (drawn as a star)")
+    parser.add_argument("--title", default="speed against control")
+    args = parser.parse_args()
+    rows = points(args.reports)
+    plot(rows, args.out, args.default, args.title)
+    args.out.with_suffix(".json").write_text(json.dumps(rows, indent=2) + "\n")
+    for r in sorted(rows, key=lambda r: r["seconds_per_image"] or 0):
+        front = "front" if r["on_front"] else ""
+        seconds = f"{r['seconds_per_image']:.2f}" if r["seconds_per_image"] is not None else "—"
+        print(f"{r['method']:14} {r['variant']:12} {r['miou']:.3f} ± {r['miou_ci95'] or 0:.3f}  {seconds} s  {front}")
+
+
+if __name__ == "__main__":
+    main()

@@ -52,7 +52,7 @@ def test_eval_variants_run_side_by_side_on_the_same_cases(tiny, spec, tmp_path):
     models = tiny["model_set"].parent / "tiny_variants.json"
     models.write_text(json.dumps(model_set))
     out = tmp_path / "report"
-    priors = "priors:init=collage,tv_weight=0.1,seg_guidance=2,stage2_steps=6"
+    priors = "priors:init=collage,tv_weight=0.1,seg_guidance=2,stage2_steps=6,stage1_size=32,cycles=1,cycle_steps=1,cycle_strength=0.5"
     args = ["eval", "--models", str(models), "--cases", f"folder:{spec.parent}", "--out", str(out),
             "--stage1-steps", "2", "--no-progress", "--methods", "tcig",
             "--variant", "plain:", "--variant", priors]  # fmt: skip
@@ -61,16 +61,22 @@ def test_eval_variants_run_side_by_side_on_the_same_cases(tiny, spec, tmp_path):
     assert set(rows) == {"plain", "priors"}
     assert rows["priors"]["settings"]["stage1"]["init"] == "collage"
     assert rows["priors"]["settings"]["stage2"]["steps"] == 6 and rows["plain"]["settings"]["stage2"]["steps"] == 4
+    assert max(rows["priors"]["settings"]["stage1_size"]) == 32 and max(rows["plain"]["settings"]["stage1_size"]) == 64
     assert rows["priors"]["class_counts"] and rows["priors"]["class_colours"]
     summary = (out / "summary.md").read_text()
     assert "dataset mIoU" in summary and "Pooled IoU per class" in summary
 
 
 def test_variant_overrides_are_routed_and_checked():
-    stage1, stage2, weights = split_overrides({"tv_weight": 0.1, "stage2_steps": 9, "strength": 0.3, "weights": "1/0"})
-    assert stage1 == {"tv_weight": 0.1} and stage2 == {"steps": 9, "strength": 0.3} and weights == [1.0, 0.0]
+    given = split_overrides(
+        {"tv_weight": 0.1, "stage2_steps": 9, "strength": 0.3, "weights": "1/0", "stage1_size": 32}
+    )
+    assert given.stage1 == {"tv_weight": 0.1} and given.stage2 == {"steps": 9, "strength": 0.3}
+    assert given.weights == [1.0, 0.0] and given.stage1_size == 32
     with pytest.raises(ConfigError, match="unknown setting 'colour'"):
         split_overrides({"colour": 1})
+    with pytest.raises(ConfigError, match="cannot change height"):
+        split_overrides({"height": 32})
 
 
 def test_pooled_figures_pool_intersections_and_unions_over_cases():

@@ -45,6 +45,7 @@ class MethodSettings:
 class Generated:
     images: torch.Tensor
     stages: dict[str, Measurement] = field(default_factory=dict)
+    stage1_size: tuple[int, int] | None = None  # TCIG's stage-1 (height, width), for its polish cycles
 
 
 def _generator(seed: int) -> torch.Generator:
@@ -52,8 +53,15 @@ def _generator(seed: int) -> torch.Generator:
 
 
 def run_stage1(
-    pipe: TCIGPipeline, case: Case, size: tuple[int, int], settings: Stage1Settings, num_images: int, seed: int
+    pipe: TCIGPipeline,
+    case: Case,
+    size: tuple[int, int],
+    settings: Stage1Settings,
+    num_images: int,
+    seed: int,
+    stage1_size: int | None = None,
 ) -> Generated:
+    """Stage 1 at ``size`` (its long side ``stage1_size``, default the set's); the result keeps the stage-1 shape."""
     with measure(pipe.device) as m:
         out = pipe(
             case.prompt,
@@ -61,13 +69,14 @@ def run_stage1(
             height=size[0],
             width=size[1],
             fit="stretch",
+            stage1_size=stage1_size,
             stage1=settings,
             refine=False,
             num_images=num_images,
             generator=_generator(seed),
             progress=False,
         )
-    return Generated(out.images, {"stage1": m})
+    return Generated(out.images, {"stage1": m}, tuple(out.settings["stage1_size"]))
 
 
 def run_refine(
@@ -77,8 +86,9 @@ def run_refine(
     layout = case.layout.resized(*stage1.images.shape[-2:], "stretch")
     with measure(pipe.device) as m:
         images = pipe.refine(
-            stage1.images, case.prompt, layout, settings, stage1_settings, _generator(seed + 1), False
-        )
+            stage1.images, case.prompt, layout, settings, stage1_settings, _generator(seed + 1), False,
+            stage1.stage1_size,
+        )  # fmt: skip
     return Generated(images, {**stage1.stages, "stage2": m})
 
 

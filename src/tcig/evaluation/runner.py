@@ -103,13 +103,13 @@ class EvalPlan:
         for name, overrides in self.variants.items():
             if not name or not set(name) <= VARIANT_CHARS:
                 raise ConfigError(f"variant name '{name}' may hold only letters, digits, '-' and '_'")
-            stage1, stage2, weights = split_overrides(overrides)
-            replace(self.settings.stage1, **stage1).check()
-            replace(self.settings.stage2, **stage2).check()
+            given = split_overrides(overrides)
+            replace(self.settings.stage1, **given.stage1).check()
+            replace(self.settings.stage2, **given.stage2).check()
             for guides in self.guide_sets.values():
-                if weights is not None and len(weights) != len(guides):
+                if given.weights is not None and len(given.weights) != len(guides):
                     raise ConfigError(
-                        f"variant '{name}': weights lists {len(weights)} guides; there are {len(guides)}"
+                        f"variant '{name}': weights lists {len(given.weights)} guides; there are {len(guides)}"
                     )
         for steps, loss in itertools.product(self.stage1_steps or [1], self.seg_losses or ["mse"]):
             replace(self.settings.stage1, steps=steps, seg_loss=loss).check()
@@ -118,10 +118,21 @@ class EvalPlan:
 VARIANT_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
 
 
-def split_overrides(overrides: dict) -> tuple[dict, dict, list[float] | None]:
-    """A variant's overrides as (stage-1 fields, stage-2 fields, guide weights): settings by their ``tcig batch``
-    keys (see :mod:`tcig.settings`), and ``weights`` (one per guide of the guide set, ``/``-separated in text,
-    0 = that guide does not guide)."""
+@dataclass
+class Overrides:
+    """A variant's changes: stage-1 and stage-2 fields, guide weights (None: the guide set's) and the stage-1 size
+    (None: the set's)."""
+
+    stage1: dict
+    stage2: dict
+    weights: list[float] | None = None
+    stage1_size: int | None = None
+
+
+def split_overrides(overrides: dict) -> Overrides:
+    """A variant's overrides: settings by their ``tcig batch`` keys (see :mod:`tcig.settings`; of the sizes only
+    ``stage1_size``, as every method runs at ``--size``), and ``weights`` (one per guide of the guide set,
+    ``/``-separated in text, 0 = that guide does not guide)."""
     overrides = dict(overrides)
     weights = None
     if "weights" in overrides:
@@ -133,9 +144,11 @@ def split_overrides(overrides: dict) -> tuple[dict, dict, list[float] | None]:
         if not all(math.isfinite(w) and w >= 0 for w in weights):
             raise ConfigError(f"variant weights '{value}' must be finite numbers >= 0")
     given = split_settings(overrides, "variant: ")
-    if given[SizeSettings]:
-        raise ConfigError(f"a variant cannot change {', '.join(given[SizeSettings])}; every method runs at --size")
-    return given[Stage1Settings], given[Stage2Settings], weights
+    sizes = dict(given[SizeSettings])
+    stage1_size = sizes.pop("stage1_size", None)
+    if sizes:
+        raise ConfigError(f"a variant cannot change {', '.join(sizes)}; every method runs at --size")
+    return Overrides(given[Stage1Settings], given[Stage2Settings], weights, stage1_size)
 
 
 @dataclass
@@ -354,13 +367,13 @@ def _evaluate_case(pipe, case: Case, plan: EvalPlan, scorers: Scorers, writer: R
             plan.seg_losses or [settings.stage1.seg_loss],
         )
         for (name, overrides), (guides_name, guides), steps, loss in sweeps:
-            stage1_over, stage2_over, weights = split_overrides(overrides)
-            stage2_base = settings.stage2.overridden(**stage2_over)
+            given = split_overrides(overrides)
+            stage2_base = settings.stage2.overridden(**given.stage2)
             starts = [stage2_base.at_strength(s) for s in plan.strengths] or [stage2_base]
-            stage1 = replace(settings.stage1, **{"steps": steps, "seg_loss": loss, **stage1_over})
-            if weights is not None:
-                guides = [(seg, w) for (seg, _), w in zip(guides, weights, strict=True)]
-                guides_name = f"{sum(w > 0 for w in weights)}seg"
+            stage1 = replace(settings.stage1, **{"steps": steps, "seg_loss": loss, **given.stage1})
+            if given.weights is not None:
+                guides = [(seg, w) for (seg, _), w in zip(guides, given.weights, strict=True)]
+                guides_name = f"{sum(w > 0 for w in given.weights)}seg"
             # the settings that ran, overrides included
             base = variant_name(guides=guides_name, steps=stage1.steps, loss=stage1.seg_loss)
             base = f"{name},{base}" if name else base
@@ -370,8 +383,8 @@ def _evaluate_case(pipe, case: Case, plan: EvalPlan, scorers: Scorers, writer: R
             if all((case.name, m, v) in done for m, v in wanted):
                 continue
             guide_pipe = _with_segmenters(pipe, guides)
-            s1 = run_stage1(guide_pipe, case, size, stage1, n, seed)
-            s1_settings = {"stage1": vars(stage1).copy(), "guides": _names(guides)}
+            s1 = run_stage1(guide_pipe, case, size, stage1, n, seed, given.stage1_size)
+            s1_settings = {"stage1": vars(stage1).copy(), "guides": _names(guides), "stage1_size": s1.stage1_size}
             if ("stage1", base) in wanted and (case.name, "stage1", base) not in done:
                 record("stage1", base, s1, s1_settings)
             for stage2 in starts if "tcig" in plan.methods else []:

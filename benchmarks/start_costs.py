@@ -79,7 +79,8 @@ def main() -> None:
         }
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: v.get("first_over_later") for k, v in result.items() if k != "generate"}))
-    print(f"256 over 64: total_s {result['generate']['ratio_total_s']:.2f}, wall {result['generate']['ratio_wall']:.2f}")
+    sizes = result["generate"]
+    print(f"256 over 64: total_s {sizes['ratio_total_s']:.2f}, wall {sizes['ratio_wall']:.2f}")
 
 
 if __name__ == "__main__":

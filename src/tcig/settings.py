@@ -177,7 +177,7 @@ class Stage1Settings(_Checked):
     )
     init_noise: float = setting(0.5, "std of the random pyramid levels added to a non-noise init", low=0)
     init_steps: int = setting(
-        30, "sampling steps of the refiner's images that a non-noise init starts from (drawn at the stage-1 size)",
+        10, "sampling steps of the refiner's images that a non-noise init starts from (drawn at the stage-1 size)",
         low=1, high=1000,
     )  # fmt: skip
     seg_views: int = setting(1, "transformed views per image that each segmenter scores", low=1, high=32)

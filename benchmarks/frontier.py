@@ -25,8 +25,13 @@ def _t(n: int) -> float:
     return next((t for k, t in sorted(T_95.items()) if n - 1 <= k), 1.96)
 
 
-def points(reports: list[Path]) -> list[dict]:
-    """Mean mIoU and seconds per image of each (method, variant) over the cases every one of them ran."""
+def _half_width(values: list[float]) -> float | None:
+    return _t(len(values)) * statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else None
+
+
+def points(reports: list[Path], paired_with: str | None = None) -> list[dict]:
+    """Mean mIoU and seconds per image of each (method, variant) over the cases every one of them ran, and with
+    ``paired_with`` (a TCIG variant) the mean paired difference from it with its 95 % half-width."""
     scores: dict[tuple[str, str], dict[str, tuple[float, float | None]]] = defaultdict(dict)
     for report in reports:
         for row in read_results(report):
@@ -35,22 +40,25 @@ def points(reports: list[Path]) -> list[dict]:
             name = row["variant"].split(",")[0] if row["method"] == "tcig" else ""
             scores[(row["method"], name)][row["case"]] = (row["miou"], row.get("seconds_per_image"))
     shared = set.intersection(*(set(cases) for cases in scores.values()))
+    cases = sorted(shared)
+    anchor = [scores[("tcig", paired_with)][c][0] for c in cases] if paired_with else None
     out = []
     for (method, variant), by_case in sorted(scores.items()):
-        values = [by_case[c] for c in sorted(shared)]
+        values = [by_case[c] for c in cases]
         mious = [m for m, _ in values]
         seconds = [s for _, s in values if s is not None]
-        half = _t(len(mious)) * statistics.stdev(mious) / len(mious) ** 0.5 if len(mious) > 1 else None
-        out.append(
-            {
-                "method": method,
-                "variant": variant,
-                "cases": len(mious),
-                "miou": statistics.mean(mious),
-                "miou_ci95": half,
-                "seconds_per_image": statistics.mean(seconds) if seconds else None,
-            }
-        )
+        row = {
+            "method": method,
+            "variant": variant,
+            "cases": len(mious),
+            "miou": statistics.mean(mious),
+            "miou_ci95": _half_width(mious),
+            "seconds_per_image": statistics.mean(seconds) if seconds else None,
+        }
+        if anchor:
+            diffs = [m - a for m, a in zip(mious, anchor, strict=True)]
+            row.update({f"paired_vs_{paired_with}": statistics.mean(diffs), "paired_ci95": _half_width(diffs)})
+        out.append(row)
     tcig = [p for p in out if p["method"] == "tcig" and p["seconds_per_image"] is not None]
     for p in out:
         p["on_front"] = p in tcig and not any(
@@ -96,14 +104,17 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="the plot (.png); the JSON goes beside it")
     parser.add_argument("--default", help="the variant that is the set's defaults (drawn as a star)")
     parser.add_argument("--title", default="speed against control")
+    parser.add_argument("--paired", help="a TCIG variant to which every point's paired difference is given")
     args = parser.parse_args()
-    rows = points(args.reports)
+    rows = points(args.reports, args.paired)
     plot(rows, args.out, args.default, args.title)
     args.out.with_suffix(".json").write_text(json.dumps(rows, indent=2) + "\n")
     for r in sorted(rows, key=lambda r: r["seconds_per_image"] or 0):
         front = "front" if r["on_front"] else ""
         seconds = f"{r['seconds_per_image']:.2f}" if r["seconds_per_image"] is not None else "—"
-        print(f"{r['method']:14} {r['variant']:12} {r['miou']:.3f} ± {r['miou_ci95'] or 0:.3f}  {seconds} s  {front}")
+        paired = f"  paired {r[f'paired_vs_{args.paired}']:+.3f} ± {r['paired_ci95'] or 0:.3f}" if args.paired else ""
+        mean = f"{r['miou']:.3f} ± {r['miou_ci95'] or 0:.3f}"
+        print(f"{r['method']:14} {r['variant']:12} {mean}{paired}  {seconds} s  {front}")
 
 
 if __name__ == "__main__":

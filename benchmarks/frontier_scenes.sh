@@ -17,5 +17,5 @@ tcig eval --models scenes --cases scenes:12:9500000 --cases folder:examples/unus
   --variant s20:$NEW --variant g2s20:$NEW,guides_per_step=2 --variant g2s20cs5:$NEW,guides_per_step=2,cycle_steps=5 \
   --variant g2s15:$NEW,steps=15,guides_per_step=2 --variant s10:$NEW,steps=10 \
   --variant g1s20:$NEW,guides_per_step=1 --variant cyc0:$NEW,cycles=0 --variant px48:$NEW,stage1_size=48
-python benchmarks/frontier.py "$out" --out docs/performance/frontier_scenes.png --default "${DEFAULT:-g2s20}" \
+python benchmarks/frontier.py "$out" --out docs/performance/frontier_scenes.png --default g2s20 --paired previous \
   --title "bundled scenes, 20 tuning cases, 2 CPU cores: evaluator mIoU against seconds per image"

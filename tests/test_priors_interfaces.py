@@ -52,7 +52,10 @@ def test_eval_variants_run_side_by_side_on_the_same_cases(tiny, spec, tmp_path):
     models = tiny["model_set"].parent / "tiny_variants.json"
     models.write_text(json.dumps(model_set))
     out = tmp_path / "report"
-    priors = "priors:init=collage,tv_weight=0.1,seg_guidance=2,stage2_steps=6,stage1_size=32,cycles=1,cycle_steps=1,cycle_strength=0.5"
+    priors = (
+        "priors:init=collage,tv_weight=0.1,seg_guidance=2,stage2_steps=6,stage1_size=32,cycles=1,cycle_steps=1,"
+        "cycle_strength=0.5"
+    )
     args = ["eval", "--models", str(models), "--cases", f"folder:{spec.parent}", "--out", str(out),
             "--stage1-steps", "2", "--no-progress", "--methods", "tcig",
             "--variant", "plain:", "--variant", priors]  # fmt: skip

@@ -159,3 +159,44 @@ def test_stage1_stops_early_when_the_loss_stops_improving(tiny):
     settings.patience = 0
     _, history = run_stage1(param, settings=settings, seg_terms=[SegTerm(seg, 1.0, _target())], progress=False)
     assert len(history) == 200
+
+
+class _CountingSegmenter(torch.nn.Module):
+    """A guide that counts its calls and predicts from pixel colours (channel k scores label k)."""
+
+    labels = None
+    device = torch.device("cpu")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, images, queries=None):
+        self.calls += 1
+        return torch.cat([images, 1 - images.mean(1, keepdim=True)], dim=1) * 10
+
+
+def test_guides_per_step_scores_a_random_subset_and_records_the_others_as_none():
+    guides = [_CountingSegmenter() for _ in range(3)]
+    target = torch.randint(0, 4, (1, 16, 16))
+
+    def run(per_step, seed=0):
+        gen = torch.Generator().manual_seed(seed)
+        param = PixelPyramid(1, 16, 16, generator=gen)
+        settings = Stage1Settings(steps=12, guides_per_step=per_step, seg_loss="ce")
+        terms = [SegTerm(g, 1.0, target) for g in guides]
+        return run_stage1(param, settings=settings, seg_terms=terms, generator=gen, progress=False)
+
+    images, history = run(1)
+    assert [g.calls for g in guides] != [12, 12, 12] and sum(g.calls for g in guides) == 12
+    assert all(sum(record[f"seg{i}"] is not None for i in range(3)) == 1 for record in history)
+    assert min(g.calls for g in guides) > 0  # each guide gets its turn over the steps
+    for record in history:  # the one scored guide, weighted up by 3, is the whole loss
+        scored = next(record[f"seg{i}"] for i in range(3) if record[f"seg{i}"] is not None)
+        assert abs(record["loss"] - scored) < 1e-5
+    again, history_again = run(1)
+    assert torch.equal(images, again) and history == history_again
+    for g in guides:
+        g.calls = 0
+    run(0)
+    assert [g.calls for g in guides] == [12, 12, 12]

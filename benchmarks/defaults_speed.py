@@ -24,7 +24,7 @@ from tcig import TCIGPipeline
 from tcig.layout.readers import read_layout
 from tcig.models.model_sets import BUILTIN
 
-PREVIOUS = {"steps": 30, "init_steps": 30, "guides_per_step": 0, "cycle_steps": 10}
+PREVIOUS = {"steps": 30, "init_steps": 30, "guides_per_step": 0}
 """The stage-1 settings of the scenes set before issue 20 that its new defaults change (the start images were then
 drawn at the output size, which is the stage-1 size at the scenes' 64 px)."""
 

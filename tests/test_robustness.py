@@ -343,8 +343,8 @@ def test_every_setting_is_a_generate_flag_a_manifest_key_and_a_variant_key():
         assert option.flag in flags, option.flag
         assert key in ITEM_KEYS
     split_settings({k: None if o.optional else getattr(o.group(), o.name) for k, o in OPTIONS.items()})
-    stage1, stage2, _ = split_overrides({"steps": 3, "stage2_steps": 9})
-    assert stage1 == {"steps": 3} and stage2 == {"steps": 9}
+    given = split_overrides({"steps": 3, "stage2_steps": 9})
+    assert given.stage1 == {"steps": 3} and given.stage2 == {"steps": 9}
 
 
 def test_help_shows_the_defaults_that_will_run(capsys):

@@ -31,7 +31,7 @@ class RunSpec:
     batch: int = 1
     calls: int = 1
     autocast: bool = True
-    channels_last: bool = False
+    channels_last: bool = True
     attention: str = "sdpa"
     compile: bool | str = False
     sync_every_step: bool = False

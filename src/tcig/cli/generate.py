@@ -118,7 +118,11 @@ def add_arguments(gen: argparse.ArgumentParser, context: HelpContext) -> None:
         "images or a long run, since the first call compiles (docs/performance.md)",
     )
     run.add_argument(
-        "--channels-last", action="store_true", help="channels-last memory format (1.2x faster on an H200)"
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="channels-last memory format for every network (default on: 1.07x faster end to end on 2 CPU cores, 1.2x "
+        "on an H200)",
     )
 
 
@@ -157,8 +161,7 @@ def run(args: argparse.Namespace) -> int:
         )
         pipe.to(device, dtype)
         pipe.compile_stage1 = args.compile or False
-        if args.channels_last:
-            pipe.set_channels_last()
+        pipe.set_channels_last(args.channels_last)
         generator = torch.Generator().manual_seed(args.seed)
         try:
             output = pipe(

@@ -19,3 +19,7 @@ tcig eval --models scenes --cases scenes:12:9500000 --cases folder:examples/unus
   --variant g1s20:$NEW,guides_per_step=1 --variant cyc0:$NEW,cycles=0 --variant px48:$NEW,stage1_size=48
 python benchmarks/frontier.py "$out" --out docs/performance/frontier_scenes.png --default g2s20 --paired previous \
   --title "bundled scenes, 20 tuning cases, 2 CPU cores: evaluator mIoU against seconds per image"
+# The same fast stage 1 on the flow-transformer set, against its own defaults, on the same tuning cases.
+tcig eval --models scenes-flow --cases scenes:12:9500000 --cases folder:examples/unusual/tune --no-progress \
+  --methods tcig --variant previous:steps=30,init_steps=30,guides_per_step=0 \
+  --variant new:steps=20,init_steps=5,guides_per_step=2 --out "${out}_flow" --title "fast defaults on scenes-flow"

@@ -74,3 +74,18 @@ def test_a_second_generate_draws_no_start_image_and_gives_the_same_image(tiny, s
     assert len(pictures["first"][0]) == 2 * len(classes) + 1 and entries == len(classes) + 1
     assert pictures["second"][0] == [] and pictures["uncached"][0] == pictures["first"][0]
     assert pictures["second"][1] == pictures["first"][1] == pictures["uncached"][1]
+
+
+def test_the_fingerprint_tells_weights_and_memory_formats_apart(tiny):
+    from tcig.models.refiners import load_refiner
+
+    refiner = load_refiner(str(tiny["latent"]))
+    same = load_refiner(str(tiny["latent"]))
+    assert refiner.fingerprint() == same.fingerprint()
+    for module in same.networks().values():
+        module.to(memory_format=torch.channels_last)
+    assert same.fingerprint() != refiner.fingerprint()
+    with torch.no_grad():
+        next(iter(refiner.networks()["unet"].parameters())).view(-1)[-1] += 1e-3
+    refiner.to("cpu")  # a move forgets the kept digest
+    assert refiner.fingerprint() != load_refiner(str(tiny["latent"])).fingerprint()

@@ -89,9 +89,9 @@ class SamplingRefiner:
         return self._den.networks()
 
     def fingerprint(self) -> str:
-        """A hex digest that identifies the images this refiner draws: its family, its dtype and device type, and
-        every weight tensor's name, shape and first and last values (a sample that differs between any two trained
-        models, read in milliseconds). Kept until :meth:`to`."""
+        """What identifies the images this refiner draws: its family, dtype, device type and memory format, and a
+        digest of every weight tensor's name, shape and first and last values (a sample that differs between any
+        two trained models, read in milliseconds; kept until :meth:`to`)."""
         if self._fingerprint is None:
             digest = hashlib.sha256(f"{self._den.family}|{self.dtype}|{self._den.device.type}".encode())
             for net_name, module in sorted(self.networks().items()):
@@ -101,7 +101,10 @@ class SamplingRefiner:
                     digest.update(f"{net_name}.{name}|{tuple(tensor.shape)}|{tensor.dtype}|".encode())
                     digest.update(ends.numpy().tobytes())
             self._fingerprint = digest.hexdigest()
-        return self._fingerprint
+        convs = (p for m in self.networks().values() for p in m.parameters() if p.dim() == 4)
+        first = next(convs, None)
+        channels_last = first is not None and first.is_contiguous(memory_format=torch.channels_last)
+        return f"{self._fingerprint}|{'channels-last' if channels_last else 'contiguous'}"
 
     def to(self, device: torch.device, dtype: torch.dtype | None = None) -> SamplingRefiner:
         """Move every network; a VAE that declares ``force_upcast`` stays in float32 under float16 (SD-XL's VAE

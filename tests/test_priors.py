@@ -49,7 +49,7 @@ class ColourRefiner:
     def guidance_scale(self, settings):
         return 1.0
 
-    def text_to_image(self, prompts, height, width, settings, generator=None, progress=True, callback=None):
+    def text_to_image(self, prompts, height, width, settings, generator=None, progress=True, callback=None, desc=""):
         self.calls += 1
         self.prompts += prompts
         generators = generator if isinstance(generator, list) else [generator] * len(prompts)

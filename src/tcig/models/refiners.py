@@ -175,15 +175,16 @@ class SamplingRefiner:
         generator: torch.Generator | list[torch.Generator] | None = None,
         progress: bool = True,
         callback: StepCallback | None = None,
+        desc: str = "text-to-image",
     ) -> torch.Tensor:
         """The same model without a layout: sampling from pure noise over ``settings.steps`` steps (the baseline);
-        ``generator`` may be a list with one generator per prompt."""
+        ``generator`` may be a list with one generator per prompt; ``desc`` names the progress bar."""
         self.check_size(height, width)
         den = self._den
         levels = self.levels(settings.at_strength(1.0), height, width)
         cond = den.conditioning(prompts, settings.negative_prompt, self.guidance_scale(settings), (height, width))
         x = den.start(levels, generator, shape=den.shape(len(prompts), height, width))
-        return sample(den, x, levels, plain(den, cond), progress, "text-to-image", callback)
+        return sample(den, x, levels, plain(den, cond), progress, desc, callback)
 
 
 class DiffusersImg2ImgRefiner(SamplingRefiner):

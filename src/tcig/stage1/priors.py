@@ -132,7 +132,8 @@ class StartDrawer:
             texts += [prompt] * num_images
             generators += [generator or torch.Generator()] * num_images
         if texts:
-            drawn = self.refiner.text_to_image(texts, *size, settings, generators, progress, callback).float().cpu()
+            drawn = self.refiner.text_to_image(texts, *size, settings, generators, progress, callback, "start images")
+            drawn = drawn.float().cpu()
             for k, name in enumerate(to_draw):
                 loaded[name] = {"images": drawn[k * self.count : (k + 1) * self.count]}
                 self._store(keys[name], loaded[name])

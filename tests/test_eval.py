@@ -298,3 +298,32 @@ def test_bad_eval_options_are_one_line_errors(eval_models, case_folder, tmp_path
     err = capsys.readouterr().err.strip()
     assert needle in err and "\n" not in err and "Traceback" not in err
     assert not out.exists()  # nothing was written, and the folder this run made is gone
+
+
+def test_regional_prompts_each_region_in_the_sets_own_words(tiny, monkeypatch):
+    """A region without a text is prompted with the set's exemplar prompt of its class, not the bare class name."""
+    from tcig.evaluation.methods import MethodSettings, run_regional
+    from tcig.pipeline import TCIGPipeline
+    from tcig.settings import Stage1Settings, Stage2Settings
+
+    spec = json.loads(tiny["model_set"].read_text())
+    spec["exemplar_prompt"] = "a picture of a {name}"
+    path = tiny["model_set"].parent / "regional_words.json"
+    path.write_text(json.dumps(spec))
+    pipe = TCIGPipeline.from_model_set(str(path))
+    den = pipe.refiner.denoiser()
+    seen, original = [], den.conditioning
+
+    def recording(texts, *args, **kwargs):
+        seen.append(texts[0])
+        return original(texts, *args, **kwargs)
+
+    monkeypatch.setattr(den, "conditioning", recording)
+    label_map = torch.zeros(16, 16, dtype=torch.long)
+    label_map[8:] = 1
+    label_map[10:13, 4:9] = 2
+    layout = Layout(label_map, ["sky", "sea", "boat"], region_texts={2: "a red boat"})
+    settings = MethodSettings(Stage1Settings(), Stage2Settings(steps=2))
+    result = run_regional(pipe, Case("c", layout, "a boat at sea"), (16, 16), settings, 1, 0)
+    assert seen == ["a picture of a sky", "a picture of a sea", "a red boat", "a boat at sea"]
+    assert result.images.shape == (1, 3, 16, 16)

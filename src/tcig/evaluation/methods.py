@@ -4,7 +4,8 @@
 - ``stage1``: the control stage alone;
 - ``diffusion``: the refiner's text-to-image with the prompt, no layout;
 - ``sdedit-layout``: img2img from the layout painted in class colours (SDEdit with a colour sketch);
-- ``regional``: MultiDiffusion-style region-based denoising with one prompt per region;
+- ``regional``: MultiDiffusion-style region-based denoising with one prompt per region (its text, else the set's
+  exemplar prompt of its class);
 - ``guided``: the guiding segmenters' loss as gradient guidance during sampling (Universal Guidance, FreeDoM).
 """
 
@@ -23,6 +24,7 @@ from tcig.evaluation.measure import Measurement, measure
 from tcig.io.pictures import layout_colours
 from tcig.layout import IGNORE, Layout
 from tcig.models.denoising import guided, region_weights, regional, sample
+from tcig.models.model_sets import ModelSet
 from tcig.models.refiners import SamplingRefiner
 from tcig.pipeline import TCIGPipeline
 from tcig.settings import Stage1Settings, Stage2Settings
@@ -121,7 +123,9 @@ def run_sdedit_layout(pipe, case: Case, size, settings: MethodSettings, num_imag
 
 
 def run_regional(pipe, case: Case, size, settings: MethodSettings, num_images: int, seed: int) -> Generated:
-    """One prompt per class region (its region text, else its name) and the case prompt for don't-care pixels."""
+    """One prompt per class region and the case prompt for don't-care pixels. A region's prompt is its region text,
+    else its class in the model set's ``exemplar_prompt`` ("a scene with a boat"): words the model was trained on,
+    where a bare class name ("boat") is a prompt it may never have seen."""
     refiner = _sampling_refiner(pipe)
     den = refiner.denoiser()
     layout = case.layout.resized(*size, "stretch")
@@ -129,7 +133,8 @@ def run_regional(pipe, case: Case, size, settings: MethodSettings, num_images: i
     lookup = torch.full((len(layout.classes) + 1,), IGNORE, dtype=torch.long)
     lookup[torch.tensor(present)] = torch.arange(len(present))
     regions = lookup[layout.label_map]
-    texts = [layout.region_texts.get(i, layout.classes[i]) for i in present] + [case.prompt]
+    template = pipe.model_set.exemplar_prompt if pipe.model_set else ModelSet.exemplar_prompt
+    texts = [layout.region_texts.get(i, template.format(name=layout.classes[i])) for i in present] + [case.prompt]
     stage2 = settings.stage2
     scale = refiner.guidance_scale(stage2)
     generator = _generator(seed)

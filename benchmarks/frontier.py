@@ -15,18 +15,8 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-from tcig.evaluation.report import save_figure
+from tcig.evaluation.report import save_figure, stat
 from tcig.evaluation.runner import read_results
-
-T_95 = {n: t for n, t in [(5, 2.571), (10, 2.228), (15, 2.131), (20, 2.086), (30, 2.042), (60, 2.0)]}
-
-
-def _t(n: int) -> float:
-    return next((t for k, t in sorted(T_95.items()) if n - 1 <= k), 1.96)
-
-
-def _half_width(values: list[float]) -> float | None:
-    return _t(len(values)) * statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else None
 
 
 def points(reports: list[Path], paired_with: str | None = None) -> list[dict]:
@@ -52,12 +42,12 @@ def points(reports: list[Path], paired_with: str | None = None) -> list[dict]:
             "variant": variant,
             "cases": len(mious),
             "miou": statistics.mean(mious),
-            "miou_ci95": _half_width(mious),
+            "miou_ci95": stat(mious).ci95,
             "seconds_per_image": statistics.mean(seconds) if seconds else None,
         }
         if anchor:
             diffs = [m - a for m, a in zip(mious, anchor, strict=True)]
-            row.update({f"paired_vs_{paired_with}": statistics.mean(diffs), "paired_ci95": _half_width(diffs)})
+            row.update({f"paired_vs_{paired_with}": statistics.mean(diffs), "paired_ci95": stat(diffs).ci95})
         out.append(row)
     tcig = [p for p in out if p["method"] == "tcig" and p["seconds_per_image"] is not None]
     for p in out:

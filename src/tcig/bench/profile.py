@@ -43,10 +43,9 @@ def profile_table(rig: Rig, spec: RunSpec, repeats: int, device: torch.device) -
             loss = spherical_dist_loss(pipe.clip.encode_image(crops), text)
         loss.backward()
 
-    def views(with_grad: bool = True):
+    def views():
         draws = ViewDraws.sample(batch * s1.seg_views, (side, side), s1, generator, device)
-        source = images if with_grad else images.detach()
-        return segmenter_views(source, targets, s1.seg_views, draws)
+        return segmenter_views(images, targets, s1.seg_views, draws)
 
     def views_part():
         with amp():
@@ -55,7 +54,7 @@ def profile_table(rig: Rig, spec: RunSpec, repeats: int, device: torch.device) -
 
     def guide_part(index: int):
         def run():
-            seen, moved = views(with_grad=True) if s1.robust_views else (images, targets)
+            seen, moved = views() if s1.robust_views else (images, targets)
             with amp():
                 logits = terms[index].segmenter(seen, terms[index].queries)
                 loss = segmentation_loss(logits, moved[index], s1.seg_loss)

@@ -242,6 +242,7 @@ def run_stage1(
     early_stop = EarlyStop(settings.patience, settings.min_improvement)
     names = ["clip"] * use_clip + keys + ["tv"] * (settings.tv_weight > 0)
     per_step = settings.guides_per_step or len(seg_terms)
+    skipped = torch.tensor(math.nan, device=device)  # the record of a guide a step did not score
     history: list[dict] = []
     pending: list[tuple[int, torch.Tensor]] = []
     bar = tqdm(range(settings.steps), desc="stage 1", disable=not progress, leave=False)
@@ -265,7 +266,7 @@ def run_stage1(
             loss.backward()
             optimizer.step()
             # one new tensor per step: outputs of a CUDA-graph-compiled loss are overwritten by the next replay
-            row = [terms.get(name, loss.new_tensor(math.nan)) for name in names]
+            row = [terms.get(name, skipped) for name in names]
             pending.append((step, torch.stack([loss, *row]).detach().float()))
             if callback is None and (step + 1) % SYNC_EVERY and step + 1 < settings.steps:
                 continue

@@ -302,7 +302,7 @@ def test_bad_eval_options_are_one_line_errors(eval_models, case_folder, tmp_path
 
 def test_regional_prompts_each_region_in_the_sets_own_words(tiny, monkeypatch):
     """A region without a text is prompted with the set's exemplar prompt of its class, not the bare class name."""
-    from tcig.evaluation.methods import MethodSettings, run_regional
+    from tcig.evaluation.methods import Job, MethodSettings, run_regional
     from tcig.pipeline import TCIGPipeline
     from tcig.settings import Stage1Settings, Stage2Settings
 
@@ -324,6 +324,6 @@ def test_regional_prompts_each_region_in_the_sets_own_words(tiny, monkeypatch):
     label_map[10:13, 4:9] = 2
     layout = Layout(label_map, ["sky", "sea", "boat"], region_texts={2: "a red boat"})
     settings = MethodSettings(Stage1Settings(), Stage2Settings(steps=2))
-    result = run_regional(pipe, Case("c", layout, "a boat at sea"), (16, 16), settings, 1, 0)
+    result = run_regional(Job(pipe, Case("c", layout, "a boat at sea"), (16, 16), settings))
     assert seen == ["a picture of a sky", "a picture of a sea", "a red boat", "a boat at sea"]
     assert result.images.shape == (1, 3, 16, 16)

@@ -162,7 +162,7 @@ def test_eval_refuses_to_score_images_of_another_size(family, tmp_path, capsys, 
     name, _, model_set = family
     if name != "flux-dev":
         pytest.skip("one family is enough: the check is the runner's")
-    wrong = Baseline(lambda pipe, case, size, s, n, seed: Generated(torch.rand(n, 3, 48, 64)), lambda s: {})
+    wrong = Baseline(lambda job: Generated(torch.rand(job.num_images, 3, 48, 64)))
     monkeypatch.setitem(methods.BASELINES, "diffusion", wrong)  # the runner's registry is the same dict
     cases = tmp_path / "cases"
     cases.mkdir()

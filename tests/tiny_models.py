@@ -418,3 +418,23 @@ def build_all(root: Path) -> dict[str, Path]:
     paths["model_set"] = root / "tiny.json"
     paths["model_set"].write_text(json.dumps(model_set))
     return paths
+
+
+def save_controlnet(folder: Path, unet_folder: Path, palette: dict[str, list[int]] | None = None) -> Path:
+    """A ControlNet of a tiny UNet (``from_unet``, conditioning downsampled to the UNet's latent size: 2x for the
+    2-block VAE), its zero convolutions filled with small random weights so that it steers from the start, and
+    ``palette.json`` when ``palette`` is given."""
+    from diffusers import ControlNetModel, UNet2DConditionModel
+
+    unet = UNet2DConditionModel.from_pretrained(unet_folder)
+    controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(16, 32))
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for name, param in controlnet.named_parameters():
+            zero_initialized = ("controlnet_down_blocks", "controlnet_mid_block", "controlnet_cond_embedding.conv_out")
+            if name.startswith(zero_initialized):
+                param.normal_(0, 0.05)
+    controlnet.save_pretrained(folder)
+    if palette is not None:
+        (folder / "palette.json").write_text(json.dumps(palette))
+    return folder

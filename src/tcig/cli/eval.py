@@ -34,7 +34,7 @@ logger = logging.getLogger("tcig")
 
 
 def add_arguments(ev: argparse.ArgumentParser, context: HelpContext) -> None:
-    from tcig.evaluation.methods import METHODS
+    from tcig.evaluation.methods import BASELINES, METHODS
 
     io = ev.add_argument_group("cases and report")
     io.add_argument(
@@ -77,7 +77,11 @@ def add_arguments(ev: argparse.ArgumentParser, context: HelpContext) -> None:
     add_preset_argument(models)
 
     methods = ev.add_argument_group("methods and sweeps")
-    methods.add_argument("--methods", default=",".join(METHODS), help=f"comma list of {', '.join(METHODS)} (all)")
+    methods.add_argument(
+        "--methods",
+        help=f"comma list of {', '.join(METHODS)} (default: all that the model set can run; controlnet needs a set "
+        "that declares a ControlNet)",
+    )
     methods.add_argument(
         "--settings",
         type=assignments,
@@ -98,19 +102,13 @@ def add_arguments(ev: argparse.ArgumentParser, context: HelpContext) -> None:
         "--seg-losses", type=word_list, help="segmentation losses to sweep: mse,ce (default: the set's)"
     )
     methods.add_argument(
-        "--sdedit-strength", type=float, default=0.5, help="sdedit-layout strength (default 0.5, tuned on scenes)"
-    )
-    methods.add_argument(
         "--class-colours",
         help="JSON {class: [r,g,b]} to paint layouts for sdedit-layout (default: the model set's class colours, "
         "else the standard dataset palettes)",
     )
-    methods.add_argument(
-        "--regional-bootstrap", type=float, default=0.2, help="fraction of regional steps with bootstrapping (0.2)"
-    )
-    methods.add_argument(
-        "--guidance-weight", type=float, default=100.0, help="guided: gradient scale (default 100, tuned on scenes)"
-    )
+    for method, baseline in BASELINES.items():
+        for s in baseline.settings:
+            methods.add_argument(s.flag, dest=s.key, type=float, help=f"{method}: {s.help} (default {s.default:g})")
 
     run = ev.add_argument_group("run")
     run.add_argument("--size", type=int, help="square output size (default: the set's resolution)")
@@ -140,17 +138,10 @@ def _class_colours(arg: str | None, model_set) -> dict | None:
     return model_set.colours() or None
 
 
-def run(args: argparse.Namespace) -> int:
-    from tcig.evaluation.cases import coco_protocol, load_cases
-    from tcig.evaluation.methods import MethodSettings
-    from tcig.evaluation.report import SegmenterFeatures, write_report
-    from tcig.evaluation.runner import EvalPlan, Scorers, check_evaluator, evaluate, model_identities
-    from tcig.models.clip_scorer import CLIPScorer
-    from tcig.models.segmenters import load_segmenter
-    from tcig.pipeline import TCIGPipeline
+def _model_set(args: argparse.Namespace):
+    """The model set with the preset and guides asked for, its extra guides and its evaluator, checked."""
+    from tcig.evaluation.runner import check_evaluator
 
-    check_seed(args.seed)
-    check_num_images(args.num_images)
     segmenters = [parse_segmenter_arg(s) for s in args.segmenter] if args.segmenter else None
     model_set = load_model_set(args.models).with_preset(args.preset).with_overrides(segmenters=segmenters)
     extras = [parse_segmenter_arg(s) for s in args.extra_segmenter or []]
@@ -160,28 +151,40 @@ def run(args: argparse.Namespace) -> int:
     check_evaluator(evaluator_ref, [ref for ref, _ in model_set.segmenters] + [ref for ref, _ in extras])
     if model_set.refiner is None:
         raise ConfigError("tcig eval compares refined images; the model set needs a refiner")
+    return model_set, extras, evaluator_ref
+
+
+def _cases(args: argparse.Namespace) -> list:
+    from tcig.evaluation.cases import coco_protocol, load_cases
 
     cases = [case for spec in args.cases or ["scenes:100"] for case in load_cases(spec)]
     if args.coco_protocol:
         cases = coco_protocol(cases)
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit must be at least 1, got {args.limit}")
-    cases = cases[: args.limit] if args.limit else cases
+    return cases[: args.limit] if args.limit else cases
+
+
+def _plan(args: argparse.Namespace, model_set):
+    """What to run, checked before any model loads: methods (by default every one the set can run), the shared
+    settings and each baseline's own."""
+    from tcig.evaluation.methods import BASELINES, METHODS, MethodSettings, baseline_settings
+    from tcig.evaluation.runner import EvalPlan
+
     size = args.size or model_set.resolution
     given = split_settings(args.settings, "--settings ")
     settings = MethodSettings(
         stage1=model_set.stage1_settings(**given[Stage1Settings]),
         stage2=model_set.stage2_settings(**given[Stage2Settings]),
-        sdedit_strength=args.sdedit_strength,
-        regional_bootstrap=args.regional_bootstrap,
-        guidance_weight=args.guidance_weight,
+        values={s.key: getattr(args, s.key) for s in baseline_settings() if getattr(args, s.key) is not None},
         class_colours=_class_colours(args.class_colours, model_set),
     )
-    plan_methods = word_list(args.methods)
-    device = resolve_device(args.device)
-    dtype = resolve_dtype(args.dtype, device)
+    has_control = model_set.controlnet is not None
+    methods = word_list(args.methods) if args.methods else [
+        m for m in METHODS if has_control or not (m in BASELINES and BASELINES[m].needs_control)
+    ]  # fmt: skip
     plan = EvalPlan(
-        methods=plan_methods,
+        methods=methods,
         settings=settings,
         size=(size, size),
         guide_sets={},
@@ -192,7 +195,74 @@ def run(args: argparse.Namespace) -> int:
         num_images=args.num_images,
         seed=args.seed,
     )
-    plan.check()  # before any model loads
+    plan.check(has_control)
+    return plan
+
+
+def _scoring_models(args, model_set, evaluator_ref: str, pipe, device):
+    """The evaluator, the CLIP of CLIP scores and the KID features, with their names for the report."""
+    from tcig.evaluation.report import SegmenterFeatures
+    from tcig.models.clip_scorer import CLIPScorer
+    from tcig.models.segmenters import load_segmenter
+
+    evaluator = load_segmenter(evaluator_ref, allow_pickle=args.allow_pickle).to(device)
+    if evaluator.labels is None:
+        raise ConfigError(
+            f"the evaluator '{evaluator_ref}' is open-vocabulary (CLIPSeg-like): its scores depend on the queries "
+            "it is given, so it cannot score control comparably; give a closed-vocabulary segmenter (--evaluator)"
+        )
+    clip_ref = args.clip_score_model or model_set.clip
+    score_clip = (
+        pipe.clip
+        if clip_ref == model_set.clip
+        else CLIPScorer.from_pretrained(clip_ref, allow_pickle=args.allow_pickle).to(device)
+    )
+    if args.features == "evaluator":
+        return evaluator, score_clip, SegmenterFeatures(evaluator), f"evaluator backbone ({evaluator_ref})"
+    if args.features == clip_ref:
+        return evaluator, score_clip, score_clip, args.features
+    features = CLIPScorer.from_pretrained(args.features, allow_pickle=args.allow_pickle).to(device)
+    return evaluator, score_clip, features, args.features
+
+
+def _header(args, cases, model_set, guide_sets, evaluator_ref, score_clip_ref, features_ref, pipe, device) -> dict:
+    size = args.size or model_set.resolution
+    return {
+        "title": args.title,
+        "tcig_version": __version__,
+        "cases": len(cases),
+        "case_sources": ", ".join(args.cases or ["scenes:100"]) + (" (COCO protocol)" if args.coco_protocol else ""),
+        "seed": args.seed,
+        "size": f"{size}x{size}",
+        "num_images": args.num_images,
+        "model_set": model_set.to_dict(),
+        "guides": "; ".join(f"{name}: {', '.join(s.name for s, _ in segs)}" for name, segs in guide_sets.items()),
+        "evaluator": evaluator_ref,
+        "clip_score_model": score_clip_ref,
+        "features": features_ref,
+        "dtype": pipe.stage2_dtype,
+        "sampler": pipe.refiner.sampler if pipe.refiner is not None else None,
+        "device": f"{device}" + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
+        "memory_kind": "CUDA allocator peak" if device.type == "cuda" else "process resident set (CPU)",
+        "torch": torch.__version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    from tcig.evaluation.report import write_report
+    from tcig.evaluation.runner import Scorers, evaluate, model_identities
+    from tcig.models.control import load_control
+    from tcig.models.segmenters import load_segmenter
+    from tcig.pipeline import TCIGPipeline
+
+    check_seed(args.seed)
+    check_num_images(args.num_images)
+    model_set, extras, evaluator_ref = _model_set(args)
+    cases = _cases(args)
+    plan = _plan(args, model_set)
+    device = resolve_device(args.device)
+    dtype = resolve_dtype(args.dtype, device)
     with output_folder(args.out, wait=wait_seconds(args)) as out:
         pipe = TCIGPipeline.from_model_set(model_set, allow_pickle=args.allow_pickle, start_cache=start_cache(args))
         extra_segs = [(load_segmenter(ref, allow_pickle=args.allow_pickle), w) for ref, w in extras]
@@ -202,54 +272,20 @@ def run(args: argparse.Namespace) -> int:
         plan = replace(plan, guide_sets=guide_sets)
         plan.check()  # again, now with the guides (variant weights)
         pipe.to(device, dtype)
+        control = None
+        if "controlnet" in plan.methods:
+            control = load_control(model_set.controlnet, model_set.control_palette, allow_pickle=args.allow_pickle)
+            control.to(device, pipe.refiner.dtype)
         for seg, _ in extra_segs:
             seg.to(device)
-        evaluator = load_segmenter(evaluator_ref, allow_pickle=args.allow_pickle).to(device)
-        if evaluator.labels is None:
-            raise ConfigError(
-                f"the evaluator '{evaluator_ref}' is open-vocabulary (CLIPSeg-like): its scores depend on the queries "
-                "it is given, so it cannot score control comparably; give a closed-vocabulary segmenter (--evaluator)"
-            )
+        evaluator, score_clip, features, features_ref = _scoring_models(args, model_set, evaluator_ref, pipe, device)
         plan.identities = model_identities(model_set, guide_sets, evaluator_ref)
-        clip_ref = args.clip_score_model or model_set.clip
-        score_clip = (
-            pipe.clip
-            if clip_ref == model_set.clip
-            else CLIPScorer.from_pretrained(clip_ref, allow_pickle=args.allow_pickle).to(device)
-        )
-        if args.features == "evaluator":
-            features_ref, features = f"evaluator backbone ({evaluator_ref})", SegmenterFeatures(evaluator)
-        else:
-            features_ref = args.features
-            features = (
-                score_clip
-                if features_ref == clip_ref
-                else CLIPScorer.from_pretrained(features_ref, allow_pickle=args.allow_pickle).to(device)
-            )
 
         start = time.perf_counter()
-        rows = evaluate(pipe, cases, plan, Scorers(evaluator, score_clip), out, progress=not args.no_progress)
-        header = {
-            "title": args.title,
-            "tcig_version": __version__,
-            "cases": len(cases),
-            "case_sources": ", ".join(args.cases or ["scenes:100"])
-            + (" (COCO protocol)" if args.coco_protocol else ""),
-            "seed": args.seed,
-            "size": f"{size}x{size}",
-            "num_images": args.num_images,
-            "model_set": model_set.to_dict(),
-            "guides": "; ".join(f"{name}: {', '.join(s.name for s, _ in segs)}" for name, segs in guide_sets.items()),
-            "evaluator": evaluator_ref,
-            "clip_score_model": clip_ref,
-            "features": features_ref,
-            "dtype": pipe.stage2_dtype,
-            "sampler": pipe.refiner.sampler if pipe.refiner is not None else None,
-            "device": f"{device}" + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
-            "memory_kind": "CUDA allocator peak" if device.type == "cuda" else "process resident set (CPU)",
-            "torch": torch.__version__,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        }
+        scorers = Scorers(evaluator, score_clip)
+        rows = evaluate(pipe, cases, plan, scorers, out, progress=not args.no_progress, control=control)
+        clip_ref = args.clip_score_model or model_set.clip
+        header = _header(args, cases, model_set, guide_sets, evaluator_ref, clip_ref, features_ref, pipe, device)
         write_report(out, rows, header, features)
         logger.info("evaluated %d cases in %.0f s", len(cases), time.perf_counter() - start)
         print(out / "summary.md")

@@ -6,11 +6,15 @@
 - ``sdedit-layout``: img2img from the layout painted in class colours (SDEdit with a colour sketch);
 - ``regional``: MultiDiffusion-style region-based denoising with one prompt per region (its text, else the set's
   exemplar prompt of its class);
-- ``guided``: the guiding segmenters' loss as gradient guidance during sampling (Universal Guidance, FreeDoM).
+- ``guided``: the guiding segmenters' loss as gradient guidance during sampling (Universal Guidance, FreeDoM);
+- ``controlnet``: text-to-image through the model set's segmentation ControlNet (the trained reference).
+
+Each baseline declares its own settings once, with :func:`setting`, in :data:`BASELINES`.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -23,7 +27,8 @@ from tcig.evaluation.cases import Case
 from tcig.evaluation.measure import Measurement, measure
 from tcig.io.pictures import layout_colours
 from tcig.layout import IGNORE, Layout
-from tcig.models.denoising import guided, region_weights, regional, sample
+from tcig.models.control import SegmentationControl, controlled
+from tcig.models.denoising import guided, plain, region_weights, regional, sample
 from tcig.models.model_sets import ModelSet
 from tcig.models.refiners import SamplingRefiner
 from tcig.pipeline import TCIGPipeline
@@ -31,16 +36,61 @@ from tcig.settings import Stage1Settings, Stage2Settings
 from tcig.stage1.optimize import seg_terms_loss
 
 
+@dataclass(frozen=True)
+class Setting:
+    """A number one baseline reads: its key (``--key-with-dashes`` in ``tcig eval``), default, bounds and help."""
+
+    key: str
+    default: float
+    help: str
+    low: float = 0.0
+    high: float = math.inf
+    low_open: bool = False
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.key.replace("_", "-")
+
+    def check(self, value: float) -> None:
+        above = value > self.low if self.low_open else value >= self.low
+        if not (math.isfinite(value) and above and value <= self.high):
+            bound = f"{'>' if self.low_open else '>='} {self.low:g}" + (
+                f" and <= {self.high:g}" if math.isfinite(self.high) else ""
+            )
+            raise ConfigError(f"{self.flag} must be a finite number {bound}, got {value:g}")
+
+
+def setting(key: str, default: float, help: str, *, low: float = 0.0, high: float = math.inf,
+            low_open: bool = False) -> Setting:  # fmt: skip
+    """Declare a baseline's setting once: ``tcig eval`` gets its flag, the plan checks it, the report records it."""
+    return Setting(key, default, help, low, high, low_open)
+
+
 @dataclass
 class MethodSettings:
-    """What every method shares (``stage2``: steps, classifier-free guidance) and what each adds."""
+    """What every method shares (``stage1``; ``stage2``: steps, classifier-free guidance) and each baseline's own
+    settings by key (``values``; a key not given takes its declared default)."""
 
     stage1: Stage1Settings
     stage2: Stage2Settings
-    sdedit_strength: float = 0.5
-    regional_bootstrap: float = 0.2
-    guidance_weight: float = 100.0
+    values: dict[str, float] = field(default_factory=dict)
     class_colours: dict[str, tuple[int, int, int]] | None = None
+
+    def __post_init__(self) -> None:
+        declared = {s.key: s for s in baseline_settings()}
+        unknown = sorted(set(self.values) - set(declared))
+        if unknown:
+            raise ConfigError(f"unknown baseline setting(s) {', '.join(unknown)}; known: {', '.join(declared)}")
+        self.values = {key: float(self.values.get(key, s.default)) for key, s in declared.items()}
+
+    def __getitem__(self, key: str) -> float:
+        return self.values[key]
+
+    def check(self) -> None:
+        for s in baseline_settings():
+            s.check(self.values[s.key])
+        self.stage1.check()
+        self.stage2.check()
 
 
 @dataclass
@@ -94,10 +144,31 @@ def run_refine(
     return Generated(images, {**stage1.stages, "stage2": m})
 
 
-def run_diffusion(pipe: TCIGPipeline, case: Case, size, settings: Stage2Settings, num_images: int, seed: int):
-    with measure(pipe.device) as m:
-        images = pipe.refiner.text_to_image(
-            [case.prompt] * num_images, size[0], size[1], settings, _generator(seed), progress=False
+@dataclass(frozen=True)
+class Job:
+    """One baseline's run on one case: the models, the case and what every method shares (size, images per case,
+    seed, settings). ``control``: the model set's ControlNet, if it declares one."""
+
+    pipe: TCIGPipeline
+    case: Case
+    size: tuple[int, int]
+    settings: MethodSettings
+    num_images: int = 1
+    seed: int = 0
+    control: SegmentationControl | None = None
+
+    def prompts(self, prompt: str | None = None) -> list[str]:
+        return [prompt or self.case.prompt] * self.num_images
+
+    def layout(self) -> Layout:
+        return self.case.layout.resized(*self.size, "stretch")
+
+
+def run_diffusion(job: Job) -> Generated:
+    """The refiner's text-to-image with the case's prompt: what the model does without a layout."""
+    with measure(job.pipe.device) as m:
+        images = job.pipe.refiner.text_to_image(
+            job.prompts(), *job.size, job.settings.stage2, _generator(job.seed), progress=False
         )
     return Generated(images, {"stage2": m})
 
@@ -113,37 +184,38 @@ def painted_layout(layout: Layout, colours: dict[str, tuple[int, int, int]] | No
     return torch.from_numpy(table[index.numpy()]).permute(2, 0, 1).float()
 
 
-def run_sdedit_layout(pipe, case: Case, size, settings: MethodSettings, num_images: int, seed: int) -> Generated:
-    layout = case.layout.resized(*size, "stretch")
-    painted = painted_layout(layout, settings.class_colours).expand(num_images, -1, -1, -1)
-    stage2 = settings.stage2.at_strength(settings.sdedit_strength)
-    with measure(pipe.device) as m:
-        images = pipe.refiner.refine(painted, [case.prompt] * num_images, stage2, _generator(seed), progress=False)
+def run_sdedit_layout(job: Job) -> Generated:
+    """SDEdit from the layout painted in the set's class colours (a user's colour sketch)."""
+    painted = painted_layout(job.layout(), job.settings.class_colours).expand(job.num_images, -1, -1, -1)
+    stage2 = job.settings.stage2.at_strength(job.settings["sdedit_strength"])
+    with measure(job.pipe.device) as m:
+        images = job.pipe.refiner.refine(painted, job.prompts(), stage2, _generator(job.seed), progress=False)
     return Generated(images, {"stage2": m})
 
 
-def run_regional(pipe, case: Case, size, settings: MethodSettings, num_images: int, seed: int) -> Generated:
+def run_regional(job: Job) -> Generated:
     """One prompt per class region and the case prompt for don't-care pixels. A region's prompt is its region text,
     else its class in the model set's ``exemplar_prompt`` ("a scene with a boat"): words the model was trained on,
     where a bare class name ("boat") is a prompt it may never have seen."""
+    pipe, settings = job.pipe, job.settings
     refiner = _sampling_refiner(pipe)
     den = refiner.denoiser()
-    layout = case.layout.resized(*size, "stretch")
+    layout = job.layout()
     present = layout.present_classes()
     lookup = torch.full((len(layout.classes) + 1,), IGNORE, dtype=torch.long)
     lookup[torch.tensor(present)] = torch.arange(len(present))
     regions = lookup[layout.label_map]
     template = pipe.model_set.exemplar_prompt if pipe.model_set else ModelSet.exemplar_prompt
-    texts = [layout.region_texts.get(i, template.format(name=layout.classes[i])) for i in present] + [case.prompt]
+    texts = [layout.region_texts.get(i, template.format(name=layout.classes[i])) for i in present]
     stage2 = settings.stage2
     scale = refiner.guidance_scale(stage2)
-    generator = _generator(seed)
+    generator = _generator(job.seed)
     with measure(pipe.device) as m, torch.no_grad():
-        shape = den.shape(num_images, *size)
+        shape = den.shape(job.num_images, *job.size)
         weights = region_weights(regions, len(present), shape[-2:]).to(den.device)
-        conds = [den.conditioning([t] * num_images, stage2.negative_prompt, scale, size) for t in texts]
-        levels = refiner.levels(stage2.at_strength(1.0), *size)
-        colours = torch.rand(len(texts), 3, 1, 1, generator=generator).expand(-1, -1, *size)
+        conds = [den.conditioning(job.prompts(t), stage2.negative_prompt, scale, job.size) for t in [*texts, None]]
+        levels = refiner.levels(stage2.at_strength(1.0), *job.size)
+        colours = torch.rand(len(conds), 3, 1, 1, generator=generator).expand(-1, -1, *job.size)
         backgrounds = den.encode(colours, generator)[:, None]
         x = den.start(levels, generator, shape=shape)
         predict = regional(
@@ -151,35 +223,51 @@ def run_regional(pipe, case: Case, size, settings: MethodSettings, num_images: i
             conds,
             weights,
             backgrounds=backgrounds,
-            bootstrap_steps=round(settings.regional_bootstrap * (len(levels) - 1)),
+            bootstrap_steps=round(settings["regional_bootstrap"] * (len(levels) - 1)),
             generator=generator,
         )
         images = sample(den, x, levels, predict, progress=False, desc="regional")
     return Generated(images, {"stage2": m})
 
 
-def run_guided(pipe: TCIGPipeline, case: Case, size, settings: MethodSettings, num_images: int, seed: int):
+def run_guided(job: Job) -> Generated:
     """Text-to-image whose every step follows the gradient of the guiding segmenters' loss on the predicted image."""
+    pipe, settings = job.pipe, job.settings
     refiner = _sampling_refiner(pipe)
     den = refiner.denoiser()
-    layout = case.layout.resized(*size, "stretch")
-    loss_fn = seg_terms_loss(pipe.seg_terms(layout, num_images), settings.stage1.seg_loss)
+    loss_fn = seg_terms_loss(pipe.seg_terms(job.layout(), job.num_images), settings.stage1.seg_loss)
     stage2 = settings.stage2
-    generator = _generator(seed)
+    generator = _generator(job.seed)
     with measure(pipe.device) as m:
-        levels = refiner.levels(stage2.at_strength(1.0), *size)
+        levels = refiner.levels(stage2.at_strength(1.0), *job.size)
         with torch.no_grad():
-            cond = den.conditioning([case.prompt] * num_images, stage2.negative_prompt, refiner.guidance_scale(stage2),
-                                    size)  # fmt: skip
-            x = den.start(levels, generator, shape=den.shape(num_images, *size))
-        predict = guided(den, cond, loss_fn, settings.guidance_weight)
+            cond = den.conditioning(job.prompts(), stage2.negative_prompt, refiner.guidance_scale(stage2), job.size)
+            x = den.start(levels, generator, shape=den.shape(job.num_images, *job.size))
+        predict = guided(den, cond, loss_fn, settings["guidance_weight"])
         images = sample(den, x, levels, predict, progress=False, desc="guided")
+    return Generated(images, {"stage2": m})
+
+
+def run_controlnet(job: Job) -> Generated:
+    """Text-to-image through the model set's segmentation ControlNet, given the layout painted in its palette: the
+    trained reference (ControlNet-seg), sampled like every other method."""
+    if job.control is None:
+        raise ConfigError("the controlnet method needs a model set that declares a ControlNet")
+    refiner = _sampling_refiner(job.pipe)
+    stage2 = job.settings.stage2
+    generator = _generator(job.seed)
+    with measure(job.pipe.device) as m, torch.no_grad():
+        den = controlled(refiner.denoiser(), job.control, job.layout(), job.settings["controlnet_scale"])
+        levels = refiner.levels(stage2.at_strength(1.0), *job.size)
+        cond = den.conditioning(job.prompts(), stage2.negative_prompt, refiner.guidance_scale(stage2), job.size)
+        x = den.start(levels, generator, shape=den.shape(job.num_images, *job.size))
+        images = sample(den, x, levels, plain(den, cond), progress=False, desc="controlnet")
     return Generated(images, {"stage2": m})
 
 
 def _sampling_refiner(pipe: TCIGPipeline) -> SamplingRefiner:
     if pipe.refiner is None:
-        raise ConfigError("regional and guided sampling need a refiner; the model set has none")
+        raise ConfigError("the baselines sample with a refiner; the model set has none")
     return pipe.refiner
 
 
@@ -191,22 +279,47 @@ def resize_images(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class Baseline:
-    """A method that runs once per case: ``run(pipe, case, size, settings, num_images, seed)`` and what its result
-    row records of the settings (``recorded(settings)``)."""
+    """A method that runs once per case: ``run(job)``, the settings it reads (declared with :func:`setting`), and
+    what else its result row records (``records(settings)``). ``needs_control``: it runs only where the model set
+    declares a ControlNet."""
 
-    run: Callable[..., Generated]
-    recorded: Callable[[MethodSettings], dict]
+    run: Callable[[Job], Generated]
+    settings: tuple[Setting, ...] = ()
+    records: Callable[[MethodSettings], dict] = lambda settings: {}
+    needs_control: bool = False
+
+    def recorded(self, settings: MethodSettings) -> dict:
+        """What a result row records of the settings besides the shared stage-2 ones."""
+        return {**{s.key: settings[s.key] for s in self.settings}, **self.records(settings)}
 
 
 BASELINES: dict[str, Baseline] = {
-    "diffusion": Baseline(
-        lambda pipe, case, size, s, n, seed: run_diffusion(pipe, case, size, s.stage2, n, seed), lambda s: {}
+    "diffusion": Baseline(run_diffusion),
+    "sdedit-layout": Baseline(
+        run_sdedit_layout,
+        (setting("sdedit_strength", 0.5, "img2img strength from the painted layout", low=0, low_open=True, high=1),),
     ),
-    "sdedit-layout": Baseline(run_sdedit_layout, lambda s: {"strength": s.sdedit_strength}),
-    "regional": Baseline(run_regional, lambda s: {"bootstrap": s.regional_bootstrap}),
-    "guided": Baseline(run_guided, lambda s: {"guidance_weight": s.guidance_weight, "seg_loss": s.stage1.seg_loss}),
+    "regional": Baseline(
+        run_regional,
+        (setting("regional_bootstrap", 0.2, "fraction of the steps with bootstrapping", high=1),),
+    ),
+    "guided": Baseline(
+        run_guided,
+        (setting("guidance_weight", 100.0, "gradient scale of the guides' loss"),),
+        records=lambda settings: {"seg_loss": settings.stage1.seg_loss},
+    ),
+    "controlnet": Baseline(
+        run_controlnet,
+        (setting("controlnet_scale", 1.0, "the ControlNet's conditioning scale"),),
+        needs_control=True,
+    ),
 }
-"""The baselines by name; every one also records the shared stage-2 settings."""
+"""The baselines by name; every one also records the shared stage-2 settings. A baseline is added here only."""
 
 METHODS: tuple[str, ...] = ("tcig", "stage1", *BASELINES)
 """Every method ``tcig eval`` runs: TCIG, its stage 1 alone, and the baselines."""
+
+
+def baseline_settings() -> list[Setting]:
+    """Every baseline's settings, in the order of :data:`BASELINES`."""
+    return [s for baseline in BASELINES.values() for s in baseline.settings]

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from tcig.evaluation.methods import METHODS
 from tcig.evaluation.metrics import frechet_distance, kernel_inception_distance
 from tcig.io.files import write_atomically
 from tcig.io.pictures import pil_to_tensor
@@ -187,9 +188,12 @@ def summarize(out: Path, rows: list[dict], extractor=None, seed: int = 0) -> lis
     return summary
 
 
+REPORTED = ("reference", *METHODS)
+"""The methods in the order the report shows them: the reference (the ceiling), TCIG, then the baselines."""
+
+
 def _order(key: tuple[str, str]) -> tuple[int, str]:
-    order = ["reference", "tcig", "stage1", "diffusion", "sdedit-layout", "regional", "guided"]
-    return (order.index(key[0]) if key[0] in order else len(order), key[1])
+    return (REPORTED.index(key[0]) if key[0] in REPORTED else len(REPORTED), key[1])
 
 
 def markdown_table(summary: list[dict], header: dict) -> str:
@@ -343,10 +347,14 @@ def _steps_curves(summary: list[dict]) -> dict[str, list[tuple]]:
     return {k: sorted(v) for k, v in curves.items() if len(v) > 1}
 
 
+PLOT_COLOURS = ("black", "tab:red", "tab:orange", "tab:gray", "tab:blue", "tab:green", "tab:purple", "tab:cyan",
+                "tab:olive", "tab:pink")  # fmt: skip
+"""One colour per method of :data:`REPORTED`, in its order (reference black, TCIG red)."""
+
+
 def _colour(method: str) -> str:
-    colours = {"reference": "black", "tcig": "tab:red", "stage1": "tab:orange", "diffusion": "tab:gray",
-               "sdedit-layout": "tab:blue", "regional": "tab:green", "guided": "tab:purple"}  # fmt: skip
-    return colours.get(method, "tab:brown")
+    index = REPORTED.index(method) if method in REPORTED else len(REPORTED)
+    return PLOT_COLOURS[index] if index < len(PLOT_COLOURS) else "tab:brown"
 
 
 def save_figure(fig, path: Path) -> Path:

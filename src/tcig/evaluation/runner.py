@@ -36,6 +36,7 @@ from tcig.evaluation.methods import (
     BASELINES,
     METHODS,
     Generated,
+    Job,
     MethodSettings,
     resize_images,
     run_refine,
@@ -45,6 +46,7 @@ from tcig.evaluation.metrics import layout_scores
 from tcig.io.files import append_json_line, read_json_lines, write_atomically, write_json_atomically
 from tcig.io.pictures import colorize, contact_sheet, tensor_to_pil
 from tcig.models.clip_scorer import CLIPScorer
+from tcig.models.control import SegmentationControl
 from tcig.models.segmenters import Segmenter
 from tcig.pipeline import TCIGPipeline
 from tcig.settings import (
@@ -83,21 +85,24 @@ class EvalPlan:
     identities: dict = field(default_factory=dict)
     """What the models are: see :func:`model_identities`; recorded in ``plan.json``."""
 
-    def check(self) -> None:
+    def check(self, has_control: bool | None = None) -> None:
+        """Refuse what cannot run, before any work; ``has_control`` (when known): whether the model set has a
+        ControlNet, which the ``controlnet`` method needs."""
         unknown = sorted(set(self.methods) - set(METHODS))
         if unknown:
             raise ConfigError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+        if has_control is False:
+            needing = [m for m in self.methods if m in BASELINES and BASELINES[m].needs_control]
+            if needing:
+                raise ConfigError(
+                    f"{', '.join(needing)} needs a ControlNet, which this model set does not declare "
+                    '(add "controlnet" to it), or leave it out of --methods'
+                )
         check_num_images(self.num_images)
         check_seed(self.seed)
         if not all(type(s) is int and 8 <= s <= MAX_SIDE for s in self.size):
             raise ConfigError(f"--size must be an integer in 8..{MAX_SIDE}, got {self.size[0]}")
-        s = self.settings
-        if not 0 < s.sdedit_strength <= 1 or not 0 <= s.regional_bootstrap <= 1:
-            raise ConfigError("--sdedit-strength must be in (0, 1] and --regional-bootstrap in [0, 1]")
-        if not math.isfinite(s.guidance_weight) or s.guidance_weight < 0:
-            raise ConfigError(f"--guidance-weight must be a finite number >= 0, got {s.guidance_weight}")
-        s.stage1.check()
-        s.stage2.check()
+        self.settings.check()
         for strength in self.strengths:
             self.settings.stage2.at_strength(strength).check()
         for name, overrides in self.variants.items():
@@ -205,6 +210,7 @@ def model_identities(model_set, guide_sets: dict, evaluator_ref: str) -> dict:
     return {
         "model_set": model_set.name,
         "refiner": fingerprint(model_set.refiner) if model_set.refiner else None,
+        "controlnet": fingerprint(model_set.controlnet) if model_set.controlnet else None,
         "guides": {name: [fingerprint(seg.name) for seg, _ in segs] for name, segs in guide_sets.items()},
         "evaluator": fingerprint(evaluator_ref),
     }
@@ -302,9 +308,11 @@ def evaluate(
     out: Path,
     progress: bool = True,
     on_case: Callable[[Case], None] | None = None,
+    control: SegmentationControl | None = None,
 ) -> list[dict]:
-    """Run ``plan`` on ``cases``; returns all rows of the report folder (old and new)."""
-    plan.check()
+    """Run ``plan`` on ``cases``; returns all rows of the report folder (old and new). ``control``: the model set's
+    ControlNet, for the ``controlnet`` method."""
+    plan.check(has_control=control is not None)
     if pipe.refiner is not None:
         pipe.refiner.check_size(*plan.size)
         pipe.refiner.check(plan.settings.stage2)
@@ -313,9 +321,12 @@ def evaluate(
     done = {row_key(r) for r in rows}
     writer = ReportWriter(out)
     for case in tqdm(cases, desc="cases", disable=not progress):
-        new = _evaluate_case(pipe, case, plan, scorers, writer, done)
-        rows.extend(new)
-        done.update(row_key(r) for r in new)
+        recorder = _Recorder(case, plan, scorers, writer, done)
+        recorder.reference()
+        _run_tcig(pipe, case, plan, recorder)
+        _run_baselines(pipe, case, plan, recorder, control)
+        rows.extend(recorder.rows)
+        done.update(row_key(r) for r in recorder.rows)
         _write_grid(
             writer, case, [r for r in rows if r["case"] == case.name], plan.size, pipe.class_colours(case.layout)
         )
@@ -324,11 +335,23 @@ def evaluate(
     return rows
 
 
-def _evaluate_case(pipe, case: Case, plan: EvalPlan, scorers: Scorers, writer: ReportWriter, done: set) -> list:
-    rows: list[dict] = []
-    size, n, seed = plan.size, plan.num_images, plan.seed
+class _Recorder:
+    """Scores one case's results, saves their images and appends their rows; knows which are already done."""
 
-    def record(method: str, variant: str, result: Generated, settings: dict) -> None:
+    def __init__(self, case: Case, plan: EvalPlan, scorers: Scorers, writer: ReportWriter, done: set) -> None:
+        self.case, self.plan, self.scorers, self.writer, self.done = case, plan, scorers, writer, done
+        self.rows: list[dict] = []
+
+    def has(self, method: str, variant: str = "") -> bool:
+        return (self.case.name, method, variant) in self.done
+
+    def reference(self) -> None:
+        """The case's photo or rendering, scored like a method (the ceiling of control)."""
+        if self.case.reference is not None and not self.has("reference"):
+            self.record("reference", "", Generated(resize_images(self.case.reference[None], self.plan.size)), {})
+
+    def record(self, method: str, variant: str, result: Generated, settings: dict) -> None:
+        case, size = self.case, self.plan.size
         key = method if not variant else f"{method}@{variant}"
         made = tuple(result.images.shape[-2:])
         if made != tuple(size):
@@ -336,69 +359,71 @@ def _evaluate_case(pipe, case: Case, plan: EvalPlan, scorers: Scorers, writer: R
                 f"{key} made {made[1]}x{made[0]} images for the {size[1]}x{size[0]} case '{case.name}'; they are not "
                 "scored"
             )
-        files = writer.save_images(case.name, key, result.images)
         row = {
             "case": case.name,
             "source": case.source,
             "method": method,
             "variant": variant,
             "prompt": case.prompt,
-            "seed": seed,
+            "seed": self.plan.seed,
             "size": list(size),
             "num_images": result.images.shape[0],
             "settings": settings,
-            **score(case, result.images, scorers),
-            **_cost(result, n),
-            "images": files,
+            **score(case, result.images, self.scorers),
+            **_cost(result, self.plan.num_images),
+            "images": self.writer.save_images(case.name, key, result.images),
         }
-        writer.append(row)
-        rows.append(row)
+        self.writer.append(row)
+        self.rows.append(row)
 
-    if case.reference is not None and (case.name, "reference", "") not in done:
-        reference = resize_images(case.reference[None], size)
-        record("reference", "", Generated(reference), {})
 
-    settings = plan.settings
-    if {"tcig", "stage1"} & set(plan.methods):
-        sweeps = itertools.product(
-            plan.variants.items() or [("", {})],
-            plan.guide_sets.items(),
-            plan.stage1_steps or [settings.stage1.steps],
-            plan.seg_losses or [settings.stage1.seg_loss],
-        )
-        for (name, overrides), (guides_name, guides), steps, loss in sweeps:
-            given = split_overrides(overrides)
-            stage2_base = settings.stage2.overridden(**given.stage2)
-            starts = [stage2_base.at_strength(s) for s in plan.strengths] or [stage2_base]
-            stage1 = replace(settings.stage1, **{"steps": steps, "seg_loss": loss, **given.stage1})
-            if given.weights is not None:
-                guides = [(seg, w) for (seg, _), w in zip(guides, given.weights, strict=True)]
-                guides_name = f"{sum(w > 0 for w in given.weights)}seg"
-            # the settings that ran, overrides included
-            base = variant_name(guides=guides_name, steps=stage1.steps, loss=stage1.seg_loss)
-            base = f"{name},{base}" if name else base
-            wanted = [("stage1", base)] if "stage1" in plan.methods else []
-            if "tcig" in plan.methods:
-                wanted += [("tcig", f"{base},{s.start_label}") for s in starts]
-            if all((case.name, m, v) in done for m, v in wanted):
-                continue
-            guide_pipe = _with_segmenters(pipe, guides)
-            s1 = run_stage1(guide_pipe, case, size, stage1, n, seed, given.stage1_size)
-            s1_settings = {"stage1": vars(stage1).copy(), "guides": _names(guides), "stage1_size": s1.stage1_size}
-            if ("stage1", base) in wanted and (case.name, "stage1", base) not in done:
-                record("stage1", base, s1, s1_settings)
-            for stage2 in starts if "tcig" in plan.methods else []:
-                variant = f"{base},{stage2.start_label}"
-                if (case.name, "tcig", variant) in done:
-                    continue
+def _run_tcig(pipe: TCIGPipeline, case: Case, plan: EvalPlan, recorder: _Recorder) -> None:
+    """TCIG and its stage 1 over the plan's sweeps: one stage-1 run per variant, guide set, step count and loss
+    serves every stage-2 strength."""
+    if not {"tcig", "stage1"} & set(plan.methods):
+        return
+    settings, size, n, seed = plan.settings, plan.size, plan.num_images, plan.seed
+    sweeps = itertools.product(
+        plan.variants.items() or [("", {})],
+        plan.guide_sets.items(),
+        plan.stage1_steps or [settings.stage1.steps],
+        plan.seg_losses or [settings.stage1.seg_loss],
+    )
+    for (name, overrides), (guides_name, guides), steps, loss in sweeps:
+        given = split_overrides(overrides)
+        stage2_base = settings.stage2.overridden(**given.stage2)
+        starts = [stage2_base.at_strength(s) for s in plan.strengths] or [stage2_base]
+        stage1 = replace(settings.stage1, **{"steps": steps, "seg_loss": loss, **given.stage1})
+        if given.weights is not None:
+            guides = [(seg, w) for (seg, _), w in zip(guides, given.weights, strict=True)]
+            guides_name = f"{sum(w > 0 for w in given.weights)}seg"
+        # the settings that ran, overrides included
+        base = variant_name(guides=guides_name, steps=stage1.steps, loss=stage1.seg_loss)
+        base = f"{name},{base}" if name else base
+        wanted = [("stage1", base)] if "stage1" in plan.methods else []
+        if "tcig" in plan.methods:
+            wanted += [("tcig", f"{base},{s.start_label}") for s in starts]
+        if all(recorder.has(m, v) for m, v in wanted):
+            continue
+        guide_pipe = _with_segmenters(pipe, guides)
+        s1 = run_stage1(guide_pipe, case, size, stage1, n, seed, given.stage1_size)
+        s1_settings = {"stage1": vars(stage1).copy(), "guides": _names(guides), "stage1_size": s1.stage1_size}
+        if ("stage1", base) in wanted and not recorder.has("stage1", base):
+            recorder.record("stage1", base, s1, s1_settings)
+        for stage2 in starts if "tcig" in plan.methods else []:
+            variant = f"{base},{stage2.start_label}"
+            if not recorder.has("tcig", variant):
                 refined = run_refine(guide_pipe, case, s1, stage2, stage1, seed)
-                record("tcig", variant, refined, {**s1_settings, "stage2": vars(stage2)})
+                recorder.record("tcig", variant, refined, {**s1_settings, "stage2": vars(stage2)})
 
+
+def _run_baselines(pipe, case: Case, plan: EvalPlan, recorder: _Recorder, control) -> None:
+    """Every baseline of the plan, once per case, with the same size, images, seed and shared settings."""
+    job = Job(pipe, case, plan.size, plan.settings, plan.num_images, plan.seed, control)
     for method, baseline in BASELINES.items():
-        if method in plan.methods and (case.name, method, "") not in done:
-            result = baseline.run(pipe, case, size, settings, n, seed)
-            record(method, "", result, {"stage2": vars(settings.stage2), **baseline.recorded(settings)})
-    return rows
+        if method in plan.methods and not recorder.has(method):
+            recorded = {"stage2": vars(plan.settings.stage2), **baseline.recorded(plan.settings)}
+            recorder.record(method, "", baseline.run(job), recorded)
 
 
 def _with_segmenters(pipe: TCIGPipeline, segmenters) -> TCIGPipeline:

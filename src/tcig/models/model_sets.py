@@ -3,11 +3,12 @@
 A model set is one of the built-in names or a JSON file
 ``{"clip": ID, "segmenters": ["ID[:WEIGHT]", ...], "refiner": ID or null, "resolution": 512, "evaluator": ID,
 "stage1": {"steps": 100, ...}, "stage2": {"strength": 0.5, ...}, "class_colours": {"sky": [135, 206, 235]} or a JSON
-file, "demo_layout": FILE}`` whose relative paths are read relative to the file's folder. ``stage1``/``stage2`` hold
-the set's tuned defaults (fields of Stage1Settings / Stage2Settings), checked when the file is read; an unknown key is
-an error (keys starting with ``_`` are comments). What is special about a set (the natural colours its world paints
-classes in, the layout its benchmark uses) is declared in it, never inferred from its name; the scenes world declares
-its sets as such files beside its models (``bundled/scenes/sets/``).
+file, "demo_layout": FILE, "controlnet": ID, "control_palette": "ade20k" or a JSON file}`` whose relative paths are
+read relative to the file's folder. ``stage1``/``stage2`` hold the set's tuned defaults (fields of Stage1Settings /
+Stage2Settings), checked when the file is read; an unknown key is an error (keys starting with ``_`` are comments).
+What is special about a set (the natural colours its world paints classes in, the layout its benchmark uses) is
+declared in it, never inferred from its name; the scenes world declares its sets as such files beside its models
+(``bundled/scenes/sets/``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from tcig.errors import ConfigError
 from tcig.io.files import read_json_object
+from tcig.layout.palettes import PALETTE_NAMES
 from tcig.settings import MAX_SIDE, Stage1Settings, Stage2Settings, check_value, options_of
 
 
@@ -43,6 +45,11 @@ class ModelSet:
     """A layout file that suits the set, for benchmarks (default: the street layout)."""
     max_sequence_length: int | None = None
     """The T5 prompt length of an SD3 or FLUX.1 refiner (None: its pipeline's, 256 or 512)."""
+    controlnet: str | None = None
+    """A segmentation ControlNet for the refiner (hub id or folder): the trained reference of ``tcig eval``."""
+    control_palette: str | None = None
+    """The colours the ControlNet reads layouts in: a standard palette's name (``ade20k``) or a JSON file
+    ``{class: [r, g, b]}``; None: the ControlNet folder's own ``palette.json``."""
     presets: dict = field(default_factory=dict, compare=False, hash=False)
     """Named points of the speed/quality trade-off: ``{name: {"stage1": {...}, "stage2": {...}}}``, each changing
     the set's settings (``default`` is the set's own)."""
@@ -55,13 +62,15 @@ class ModelSet:
         self, *, clip: str | None = None, segmenters: list[tuple[str, float]] | None = None, refiner: str | None = None
     ) -> ModelSet:
         """Replace components; ``refiner="none"`` removes stage 2 (another refiner drops the set's
-        ``max_sequence_length``, which belonged to its own)."""
+        ``max_sequence_length`` and ControlNet, which belonged to its own)."""
         return replace(
             self,
             clip=clip or self.clip,
             segmenters=tuple(segmenters) if segmenters else self.segmenters,
             refiner=None if refiner == "none" else (refiner or self.refiner),
             max_sequence_length=None if refiner else self.max_sequence_length,
+            controlnet=None if refiner else self.controlnet,
+            control_palette=None if refiner else self.control_palette,
         )
 
     def with_preset(self, name: str | None) -> ModelSet:
@@ -102,6 +111,8 @@ class ModelSet:
             "class_colours": {name: list(rgb) for name, rgb in self.class_colours},
             "demo_layout": self.demo_layout,
             "max_sequence_length": self.max_sequence_length,
+            "controlnet": self.controlnet,
+            "control_palette": self.control_palette,
             "presets": self.presets,
         }
 
@@ -146,7 +157,8 @@ def parse_segmenter_arg(text: str) -> tuple[str, float]:
 
 _SET_KEYS = {
     "name", "clip", "segmenters", "refiner", "resolution", "stage1_size", "description", "evaluator", "stage1",
-    "stage2", "exemplar_prompt", "class_colours", "demo_layout", "max_sequence_length", "presets",
+    "stage2", "exemplar_prompt", "class_colours", "demo_layout", "max_sequence_length", "presets", "controlnet",
+    "control_palette",
 }  # fmt: skip
 DEFAULT_PRESET = "default"
 """The preset name of a set's own settings."""
@@ -211,6 +223,16 @@ def load_model_set(name_or_path: str) -> ModelSet:
         _checked_stages(preset, f'{where}: preset "{name}"')
     colours = spec.get("class_colours")
     colours = resolve(colours) if isinstance(colours, str) else colours
+    controlnet, control_palette = resolve(text("controlnet")), text("control_palette")
+    if control_palette is not None and controlnet is None:
+        raise ConfigError(f'{where}: "control_palette" is given without a "controlnet"')
+    if control_palette is not None and control_palette not in PALETTE_NAMES:
+        control_palette = resolve(control_palette)
+        if not Path(control_palette).is_file():
+            raise ConfigError(
+                f'{where}: "control_palette" must be one of {", ".join(PALETTE_NAMES)} or a JSON file; '
+                f"'{control_palette}' is neither"
+            )
     exemplar = text("exemplar_prompt") or ModelSet.exemplar_prompt
     if "{name}" not in exemplar:
         raise ConfigError(f'{where}: "exemplar_prompt" must contain {{name}}, e.g. "a photo of a {{name}}"')
@@ -229,6 +251,8 @@ def load_model_set(name_or_path: str) -> ModelSet:
         class_colours=tuple(read_class_colours(colours, f'{where}: "class_colours"').items()) if colours else (),
         demo_layout=resolve(text("demo_layout")),
         max_sequence_length=tokens,
+        controlnet=controlnet,
+        control_palette=control_palette,
         presets={name: {k: dict(v) for k, v in preset.items()} for name, preset in presets.items()},
     )
 

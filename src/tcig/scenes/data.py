@@ -19,6 +19,7 @@ SEED_RANGES = {
     "guide-swin": range(4_000_000, 5_000_000),
     "specialist": range(5_000_000, 6_000_000),
     "flow": range(6_000_000, 7_000_000),
+    "controlnet": range(7_000_000, 8_000_000),
     "heldout": range(9_000_000, 10_000_000),
 }
 """Each bundled model trains on its own seed range; figures are measured on ``heldout`` scenes no model saw."""

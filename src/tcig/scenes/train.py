@@ -26,7 +26,7 @@ from tcig.scenes.train_loop import train
 
 logger = logging.getLogger(__name__)
 
-MODELS = ("segformer", "evaluator", "swin", "objects", "clip", "vae", "unet", "pixel", "flow")
+MODELS = ("segformer", "evaluator", "swin", "objects", "clip", "vae", "unet", "pixel", "flow", "controlnet")
 DEFAULT_STEPS = {
     "segformer": 1500,
     "evaluator": 1500,
@@ -37,10 +37,11 @@ DEFAULT_STEPS = {
     "unet": 4000,
     "pixel": 4000,
     "flow": 4000,
+    "controlnet": 5000,
 }
 BATCH = {
     "segformer": 32, "evaluator": 32, "swin": 16, "objects": 16, "clip": 128, "vae": 16, "unet": 32, "pixel": 16,
-    "flow": 32,
+    "flow": 32, "controlnet": 32,
 }  # fmt: skip
 FLOW_TEXT_TOKENS = 1
 """The flow model's T5 slot is empty: SD3's pipeline pads it with this many zero tokens (its default, 256, would
@@ -298,13 +299,13 @@ def train_flow(out: Path, work: Path, steps: int, count: int, progress: bool = T
     prompt encoding on the bundled CLIP text tower (frozen, in both CLIP slots; no T5): velocity ``noise - x0`` at
     ``x_t = (1 - s)·x0 + s·noise``, ``s`` logit-normal (Esser et al. 2024), 10 % of captions dropped for guidance.
     Saved as an SD3 img2img pipeline folder, the transformer in float16 (it loads as float32)."""
-    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, StableDiffusion3Img2ImgPipeline
+    from diffusers import FlowMatchEulerDiscreteScheduler, StableDiffusion3Img2ImgPipeline
     from transformers import CLIPTokenizer
 
     data = scene_set("flow", count, arch.IMAGE_SIZE, work / "cache")
     tokenizer = CLIPTokenizer.from_pretrained(out / "clip")
     text_encoder = _projected_text_encoder(out)
-    vae = AutoencoderKL.from_pretrained(out / "sd" / "vae").eval().requires_grad_(False)
+    vae = _bundled_vae(out)
     transformer = arch.flow_transformer(text_encoder.config.hidden_size, 2 * text_encoder.config.projection_dim)
     pipe = StableDiffusion3Img2ImgPipeline(
         transformer=transformer,
@@ -346,6 +347,84 @@ def train_flow(out: Path, work: Path, steps: int, count: int, progress: bool = T
     return stats
 
 
+CONTROL_BLANK = 0.25
+"""Share of training layouts in which one class present is painted black (don't care), so that the ControlNet
+learns that black constrains nothing, as in the ADE20K palette that ControlNet-seg reads."""
+
+
+def control_palette() -> dict[str, tuple[int, int, int]]:
+    """The bundled ControlNet's colours of the scene classes: each class's ADE20K (else COCO-Stuff) colour, the
+    ones those palettes lack from tcig's distinct palette; fixed at training time and saved beside the model."""
+    from tcig.io.pictures import layout_colours
+    from tcig.scenes.render import SCENE_CLASSES
+
+    table = layout_colours(list(SCENE_CLASSES))
+    return {name: tuple(int(v) for v in table[i]) for i, name in enumerate(SCENE_CLASSES)}
+
+
+def _paint(labels: torch.Tensor, table: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """Label maps ``[B,H,W]`` as control images ``[B,3,H,W]`` in [0,1]; in ``CONTROL_BLANK`` of them one class
+    present is black."""
+    images = table[labels].permute(0, 3, 1, 2)
+    for i in torch.nonzero(torch.rand(len(labels), generator=g) < CONTROL_BLANK).flatten().tolist():
+        present = labels[i].unique()
+        blank = present[torch.randint(len(present), (1,), generator=g)]
+        images[i] *= (labels[i] != blank).to(images.dtype)
+    return images
+
+
+def train_controlnet(out: Path, work: Path, steps: int, count: int, progress: bool = True) -> dict:
+    """A segmentation ControlNet (Zhang et al. 2023) on the bundled latent UNet (frozen), as ControlNet-seg is
+    conditioned: the layout painted in a fixed palette (``control_palette``, saved as ``palette.json``), don't care
+    black. Copied from the UNet's encoder (``ControlNetModel.from_unet``) with a conditioning encoder that
+    downsamples 4× (the bundled VAE's factor; SD's is 8×); ε-prediction loss, 10 % of captions dropped as for the
+    UNet. Saved in float16 (it loads as float32)."""
+    from diffusers import ControlNetModel, DDPMScheduler, UNet2DConditionModel
+
+    from tcig.io.files import write_json_atomically
+
+    data = scene_set("controlnet", count, arch.IMAGE_SIZE, work / "cache")
+    _, _, embed = _text_conditioning(out)
+    vae = _bundled_vae(out)
+    unet = UNet2DConditionModel.from_pretrained(out / "sd" / "unet", torch_dtype=torch.float32)
+    unet.eval().requires_grad_(False)
+    controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(16, 32, 64))
+    noise_scheduler = DDPMScheduler(**arch.noise_scheduler_config())
+    palette = control_palette()
+    table = torch.tensor(list(palette.values()), dtype=torch.float32) / 255
+    scale = vae.config.scaling_factor
+
+    def loss_fn(g: torch.Generator) -> torch.Tensor:
+        images, labels, captions = data.batch(BATCH["controlnet"], g)
+        images, labels = _flip_labels(images, labels, g)
+        with torch.no_grad():
+            x0 = vae.encode(images * 2 - 1).latent_dist.sample(generator=g) * scale
+        cond = embed(captions, g)
+        noise = torch.randn(x0.shape, generator=g)
+        t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (x0.shape[0],), generator=g)
+        x_t = noise_scheduler.add_noise(x0, noise, t)
+        down, mid = controlnet(x_t, t, encoder_hidden_states=cond, controlnet_cond=_paint(labels, table, g),
+                               return_dict=False)  # fmt: skip
+        predicted = unet(x_t, t, encoder_hidden_states=cond, down_block_additional_residuals=down,
+                         mid_block_additional_residual=mid).sample  # fmt: skip
+        return F.mse_loss(predicted, noise)
+
+    stats = train("controlnet", {"controlnet": controlnet}, loss_fn, steps=steps, lr=3e-4, work_dir=work, seed=7,
+                  progress=progress)  # fmt: skip
+    controlnet.half().save_pretrained(out / "controlnet")
+    write_json_atomically(out / "controlnet" / "palette.json", palette)
+    seeds = SEED_RANGES["controlnet"]
+    stats["seeds"] = [seeds.start, seeds.start + count - 1]
+    return stats
+
+
+def _bundled_vae(out: Path):
+    """The bundled latent refiner's autoencoder, frozen."""
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL.from_pretrained(out / "sd" / "vae").eval().requires_grad_(False)
+
+
 def hardware() -> dict:
     info = {
         "platform": platform.platform(),
@@ -358,7 +437,10 @@ def hardware() -> dict:
     return info
 
 
-TRAINERS = {"clip": train_clip, "vae": train_vae, "unet": train_unet, "pixel": train_pixel, "flow": train_flow}
+TRAINERS = {
+    "clip": train_clip, "vae": train_vae, "unet": train_unet, "pixel": train_pixel, "flow": train_flow,
+    "controlnet": train_controlnet,
+}  # fmt: skip
 """The trainers of the models that are not segmenters, by name."""
 
 

@@ -38,14 +38,13 @@ train-scenes: install
 scenes-quality: install
 	HF_HUB_OFFLINE=1 $(BIN)/python -m tcig.scenes.quality --models src/tcig/bundled/scenes
 
-# TCIG against every baseline on 100 held-out rendered scenes (the two slow baselines, regional and guided, on the
-# first 30), then on the held-out hand-drawn layouts, and the ablation (reports/*/summary.md; each resumable).
+# TCIG against the trained ControlNet and every training-free baseline on 100 held-out rendered scenes and on the
+# held-out hand-drawn layouts (the README's table), then the ablation and the flow refiner (reports/*/summary.md;
+# each resumable: rerun after an interruption).
 eval-scenes: install
-	HF_HUB_OFFLINE=1 $(BIN)/tcig eval --models scenes --cases scenes:100 --methods tcig,stage1,diffusion,sdedit-layout \
+	HF_HUB_OFFLINE=1 $(BIN)/tcig eval --models scenes --cases scenes:100 --no-progress \
 		--out reports/scenes --title "bundled scenes, 100 held-out scenes"
-	HF_HUB_OFFLINE=1 $(BIN)/tcig eval --models scenes --cases scenes:30 --methods regional,guided \
-		--out reports/scenes --title "bundled scenes, 100 held-out scenes"
-	HF_HUB_OFFLINE=1 $(BIN)/tcig eval --models scenes --cases folder:examples/unusual/test \
+	HF_HUB_OFFLINE=1 $(BIN)/tcig eval --models scenes --cases folder:examples/unusual/test --no-progress \
 		--out reports/unusual_test --title "hand-drawn unusual layouts (held out)"
 	bash benchmarks/ablation_scenes.sh
 	bash benchmarks/eval_scenes_flow.sh

@@ -125,6 +125,39 @@ def test_regional_and_guided_reduce_to_plain_sampling(tiny, kind):
     darker = run(guided(den, cond, lambda images: images.mean(), weight=50.0))
     assert alone.shape == (1, 3, 32, 32) and 0 <= darker.min() and darker.max() <= 1
     assert darker.mean() < alone.mean()  # guidance lowers the loss it follows: the mean brightness
+    other = den.conditioning(["a house by a road"], None, 3.0, (32, 32))
+    base_only = run(regional(den, [other, other, other], weights, base=cond, base_weight=1.0))
+    handed_over = run(regional(den, [other, other, other], weights, base=cond, region_steps=0))
+    assert torch.allclose(alone, base_only, atol=1e-5) and torch.allclose(alone, handed_over, atol=1e-5)
+    late = run(regional(den, [other, other, other], weights, base=cond, region_steps=2))
+    assert (late - alone).abs().mean() > 1e-3  # the region prompts had two steps
+    unguided_late = run(guided(den, cond, lambda images: images.mean(), weight=50.0, min_noise_level=2.0))
+    assert torch.allclose(alone, unguided_late, atol=1e-5)  # every level is below 2: no step is guided
+
+
+def test_time_travel_repeats_the_early_steps_from_the_same_level():
+    """Each of the first ``repeat_steps`` steps is predicted ``repeats`` times; noising back goes from a level to a
+    noisier one along the forward process (the right signal and noise)."""
+    from tcig.models.denoising import noise_back
+
+    calls = []
+    den = Oracle(DDIMScheduler(), "epsilon", "epsilon", torch.zeros(1, 3, 8, 8))
+    levels = den.schedule.levels(5)
+
+    def predict(x, level):
+        calls.append(level.t)
+        return torch.zeros_like(x)
+
+    x = torch.randn(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    sample(den, x, levels, predict, progress=False, repeats=3, repeat_steps=2, generator=torch.Generator())
+    steps = [lv.t for lv in levels[:-1]]
+    assert calls == [steps[0]] * 3 + [steps[1]] * 3 + steps[2:]
+    here, there = levels[1], levels[3]
+    x0 = torch.full((20000,), 0.7)
+    g = torch.Generator().manual_seed(1)
+    at_there = there.alpha * x0 + there.sigma * torch.randn(x0.shape, generator=g)
+    back = noise_back(at_there, there, here, torch.randn(x0.shape, generator=g))
+    assert abs(back.mean() - here.alpha * 0.7) < 0.02 and abs(back.std() - here.sigma) < 0.02
 
 
 def test_schedulers_of_another_family_are_refused():

@@ -2,9 +2,14 @@
 
 import json
 
+import pytest
 import torch
 
 from tcig import Stage1Settings, Stage2Settings, TCIGPipeline
+from tcig.errors import ConfigError
+from tcig.evaluation.cases import Case
+from tcig.evaluation.methods import Job, MethodSettings, run_controlnet
+from tcig.models.control import load_control
 from tcig.models.model_sets import load_model_set
 from tcig.models.refiners import DiffusersImg2ImgRefiner, PixelSDEditRefiner, load_refiner
 from tcig.models.segmenters import MaskClassificationSegmenter, load_segmenter
@@ -14,7 +19,7 @@ from tcig.scenes.train import train_all
 
 def test_every_model_trains_resumes_and_loads(tmp_path):
     out, work = tmp_path / "models", tmp_path / "work"
-    models = ["segformer", "evaluator", "clip", "vae", "unet", "pixel", "flow"]
+    models = ["segformer", "evaluator", "clip", "vae", "unet", "pixel", "flow", "controlnet"]
     record = train_all(out, work, models, scale=0.0001, count=16, progress=False)
     assert set(record) == set(models)
     assert all(r["steps"] >= 1 and r["seconds"] > 0 for r in record.values())
@@ -33,6 +38,9 @@ def test_every_model_trains_resumes_and_loads(tmp_path):
     assert isinstance(load_refiner(str(out / "sd")), DiffusersImg2ImgRefiner)
     pixel = load_refiner(str(out / "pixel"))
     assert isinstance(pixel, PixelSDEditRefiner) and next(pixel.unet.parameters()).dtype == torch.float32
+    control = load_control(str(out / "controlnet"), None)  # its palette.json: every scene class, distinct colours
+    assert len(control.palette) == 12 and len(set(control.palette.values())) == 12
+    assert next(control.controlnet.parameters()).dtype == torch.float32
     flow = load_refiner(str(out / "flow"), max_sequence_length=1)  # an SD3 pipeline folder without T5
     assert flow.describe()["family"] == "Stable Diffusion 3" and flow.pipeline.text_encoder_3 is None
     assert flow.networks()["transformer"].dtype == torch.float32
@@ -52,3 +60,10 @@ def test_every_model_trains_resumes_and_loads(tmp_path):
         stage2 = Stage2Settings(steps=4, cycles=1, cycle_steps=1, cycle_strength=0.5, seg_guidance=1.0)
         out_ = pipe(layout.prompt, layout, stage1=Stage1Settings(steps=2), stage2=stage2, progress=False)
         assert out_.images.shape == (1, 3, 64, 64)
+        settings = MethodSettings(Stage1Settings(), Stage2Settings(steps=2))
+        job = Job(pipe, Case("scene", layout, layout.prompt), (64, 64), settings, control=control)
+        if model_set == "set.json":
+            assert run_controlnet(job).images.shape == (1, 3, 64, 64)  # the ControlNet steers the trained UNet
+        else:
+            with pytest.raises(ConfigError, match="a ControlNet steers a UNet"):
+                run_controlnet(job)

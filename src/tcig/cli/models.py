@@ -16,6 +16,8 @@ def run(args: argparse.Namespace) -> int:
     for name, ms in BUILTIN.items():
         print(f"{name}: {ms.description}")
         print(f"  clip={ms.clip} segmenters={','.join(f'{s}:{w:g}' for s, w in ms.segmenters)} refiner={ms.refiner}")
+        if ms.controlnet:
+            print(f"  controlnet={ms.controlnet} (palette: {ms.control_palette or 'its own palette.json'})")
         if ms.stage1 or ms.stage2:
             print(f"  tuned settings: stage1={ms.stage1} stage2={ms.stage2}")
         for preset, changes in ms.presets.items():

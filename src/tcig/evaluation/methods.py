@@ -225,13 +225,18 @@ def run_regional(job: Job) -> Generated:
             backgrounds=backgrounds,
             bootstrap_steps=round(settings["regional_bootstrap"] * (len(levels) - 1)),
             generator=generator,
+            base=conds[-1],
+            base_weight=settings["regional_base"],
+            region_steps=round(settings["regional_steps"] * (len(levels) - 1)),
         )
         images = sample(den, x, levels, predict, progress=False, desc="regional")
     return Generated(images, {"stage2": m})
 
 
 def run_guided(job: Job) -> Generated:
-    """Text-to-image whose every step follows the gradient of the guiding segmenters' loss on the predicted image."""
+    """Text-to-image whose every step follows the gradient of the guiding segmenters' loss on the predicted image
+    (Universal Guidance's forward guidance, FreeDoM's energy), with their time travel on the early steps and
+    unguided steps below a noise level."""
     pipe, settings = job.pipe, job.settings
     refiner = _sampling_refiner(pipe)
     den = refiner.denoiser()
@@ -243,8 +248,10 @@ def run_guided(job: Job) -> Generated:
         with torch.no_grad():
             cond = den.conditioning(job.prompts(), stage2.negative_prompt, refiner.guidance_scale(stage2), job.size)
             x = den.start(levels, generator, shape=den.shape(job.num_images, *job.size))
-        predict = guided(den, cond, loss_fn, settings["guidance_weight"])
-        images = sample(den, x, levels, predict, progress=False, desc="guided")
+        predict = guided(den, cond, loss_fn, settings["guidance_weight"], settings["guided_min_noise"])
+        repeats = round(settings["guided_repeats"])
+        repeat_steps = round(settings["guided_repeat_steps"] * (len(levels) - 1))
+        images = sample(den, x, levels, predict, False, "guided", None, repeats, repeat_steps, generator)
     return Generated(images, {"stage2": m})
 
 
@@ -301,11 +308,20 @@ BASELINES: dict[str, Baseline] = {
     ),
     "regional": Baseline(
         run_regional,
-        (setting("regional_bootstrap", 0.2, "fraction of the steps with bootstrapping", high=1),),
+        (
+            setting("regional_bootstrap", 0.2, "fraction of the steps with bootstrapping", high=1),
+            setting("regional_base", 0.0, "weight of the whole prompt's prediction in every blend", high=1),
+            setting("regional_steps", 1.0, "fraction of the steps with region prompts, then the whole one", high=1),
+        ),
     ),
     "guided": Baseline(
         run_guided,
-        (setting("guidance_weight", 100.0, "gradient scale of the guides' loss"),),
+        (
+            setting("guidance_weight", 100.0, "gradient scale of the guides' loss"),
+            setting("guided_min_noise", 0.0, "noise level (0..1) below which steps are unguided", high=1),
+            setting("guided_repeats", 1, "tries of each early step (time travel; 1: none)", low=1, high=20),
+            setting("guided_repeat_steps", 0.5, "fraction of the steps that time-travel", high=1),
+        ),
         records=lambda settings: {"seg_loss": settings.stage1.seg_loss},
     ),
     "controlnet": Baseline(

@@ -301,26 +301,56 @@ def sample(
     progress: bool = True,
     desc: str = "denoise",
     callback: StepCallback | None = None,
+    repeats: int = 1,
+    repeat_steps: int = 0,
+    generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """From ``x`` at ``levels[0]`` down the levels with ``predict``; returns images in [0, 1].
 
+    Time travel (Universal Guidance's recurrence, Bansal et al. 2023; FreeDoM, Yu et al. 2023): each of the first
+    ``repeat_steps`` steps is taken ``repeats`` times, the result noised back to the step's level between tries
+    (with ``generator``), so that a guided prediction can correct itself before the sampler moves on.
     ``callback(step, steps)`` runs after every step (it may raise to stop the loop)."""
     steps = len(levels) - 1
     with torch.no_grad():
         for i in tqdm(range(steps), desc=desc, disable=not progress, leave=False):
-            x0 = predict(x, levels[i])
-            x = step(x, x0, levels[i], levels[i + 1]).to(den.dtype)
+            tries = repeats if i < repeat_steps else 1
+            for attempt in range(tries):
+                x0 = predict(x, levels[i])
+                x_next = step(x, x0, levels[i], levels[i + 1])
+                if attempt + 1 < tries:
+                    noise = torch.randn(x.shape, generator=generator).to(x.device)
+                    x = noise_back(x_next.float(), levels[i + 1], levels[i], noise).to(den.dtype)
+            x = x_next.to(den.dtype)
             if callback is not None:
                 callback(i + 1, steps)
         return den.decode(x)
 
 
-def guided(den: Denoiser, cond: Conditioning, loss_fn: Callable[[torch.Tensor], torch.Tensor], weight: float) -> X0Fn:
+def noise_back(x: torch.Tensor, there: Level, here: Level, noise: torch.Tensor) -> torch.Tensor:
+    """A sample at ``there`` moved to the noisier ``here`` along the forward process (``x = alpha·x0 +
+    sigma·noise`` on both): ``x·r + sqrt(sigma_here² − r²·sigma_there²)·noise`` with ``r = alpha_here/alpha_there``."""
+    ratio = here.alpha / there.alpha
+    extra = max(here.sigma**2 - (ratio * there.sigma) ** 2, 0.0) ** 0.5
+    return ratio * x + extra * noise.to(x.dtype)
+
+
+def guided(
+    den: Denoiser,
+    cond: Conditioning,
+    loss_fn: Callable[[torch.Tensor], torch.Tensor],
+    weight: float,
+    min_noise_level: float = 0.0,
+) -> X0Fn:
     """Forward universal guidance on ``x̂0``: decode it, score it with ``loss_fn`` (images in [0,1] to a scalar) and
     move it along the gradient of that loss w.r.t. ``x_t`` (through the network and the VAE), by Tweedie's formula
-    ``x̂0 -= weight·sigma²/alpha·∇``; on a VP schedule this is ``ε̂ += weight·sigma·∇`` as in the paper."""
+    ``x̂0 -= weight·sigma²/alpha·∇``; on a VP schedule this is ``ε̂ += weight·sigma·∇`` as in the paper.
+    Levels below ``min_noise_level`` (flow-matching scale) are denoised unguided (the guidance schedule: the layout
+    is decided early, the details late)."""
 
     def predict(x: torch.Tensor, level: Level) -> torch.Tensor:
+        if level.noise_level < min_noise_level:
+            return den(x, level, cond)
         with torch.enable_grad():
             x = x.detach().requires_grad_(True)
             x0 = den(x, level, cond)
@@ -349,6 +379,9 @@ def regional(
     backgrounds: torch.Tensor | None = None,
     bootstrap_steps: int = 0,
     generator: torch.Generator | None = None,
+    base: Conditioning | None = None,
+    base_weight: float = 0.0,
+    region_steps: int | None = None,
 ) -> X0Fn:
     """MultiDiffusion with one prompt per region: each region's prompt predicts ``x̂0`` of the whole image and the
     predictions are blended with the region masks (with a deterministic step, the same as blending the updates).
@@ -357,12 +390,19 @@ def regional(
 
     Bootstrapping (MultiDiffusion Sec. 4.2): for the first ``bootstrap_steps`` steps each region sees, outside its
     mask, ``backgrounds[k]`` (a constant colour in model space) noised to the current level, which keeps an
-    object inside its region instead of spreading over the image."""
+    object inside its region instead of spreading over the image.
+
+    ``base`` (the whole image's prompt) keeps the regions one picture: its prediction is mixed in with
+    ``base_weight`` at every step (the "base ratio" of regional prompting), and after ``region_steps`` steps (None:
+    never) it alone denoises the rest, once the regions have placed their content."""
     calls = [0]
 
     def predict(x: torch.Tensor, level: Level) -> torch.Tensor:
         bootstrapping = backgrounds is not None and calls[0] < bootstrap_steps
+        regions_done = region_steps is not None and calls[0] >= region_steps
         calls[0] += 1
+        if base is not None and (regions_done or base_weight >= 1):
+            return den(x, level, base)
         blended = torch.zeros(x.shape, device=x.device)
         for k, cond in enumerate(region_conds):
             view = x
@@ -372,6 +412,8 @@ def regional(
                 background = renoise(backgrounds[k].float().expand(x.shape), noise, level)
                 view = inside * x + (1 - inside) * background.to(x.dtype)
             blended += weights[k].float() * den(view, level, cond)
+        if base is not None and base_weight > 0:
+            blended = base_weight * den(x, level, base) + (1 - base_weight) * blended
         return blended
 
     return predict

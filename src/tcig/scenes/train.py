@@ -37,7 +37,7 @@ DEFAULT_STEPS = {
     "unet": 4000,
     "pixel": 4000,
     "flow": 4000,
-    "controlnet": 5000,
+    "controlnet": 3000,
 }
 BATCH = {
     "segformer": 32, "evaluator": 32, "swin": 16, "objects": 16, "clip": 128, "vae": 16, "unet": 32, "pixel": 16,

@@ -310,7 +310,7 @@ BASELINES: dict[str, Baseline] = {
         run_regional,
         (
             setting("regional_bootstrap", 0.2, "fraction of the steps with bootstrapping", high=1),
-            setting("regional_base", 0.0, "weight of the whole prompt's prediction in every blend", high=1),
+            setting("regional_base", 0.5, "weight of the whole prompt's prediction in every blend", high=1),
             setting("regional_steps", 1.0, "fraction of the steps with region prompts, then the whole one", high=1),
         ),
     ),
@@ -319,7 +319,7 @@ BASELINES: dict[str, Baseline] = {
         (
             setting("guidance_weight", 100.0, "gradient scale of the guides' loss"),
             setting("guided_min_noise", 0.0, "noise level (0..1) below which steps are unguided", high=1),
-            setting("guided_repeats", 1, "tries of each early step (time travel; 1: none)", low=1, high=20),
+            setting("guided_repeats", 3, "tries of each early step (time travel; 1: none)", low=1, high=20),
             setting("guided_repeat_steps", 0.5, "fraction of the steps that time-travel", high=1),
         ),
         records=lambda settings: {"seg_loss": settings.stage1.seg_loss},

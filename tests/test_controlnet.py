@@ -97,3 +97,5 @@ def test_controlnet_is_refused_in_one_line_where_the_set_has_none(tiny, tmp_path
     assert "controlnet needs a ControlNet" in err and "\n" not in err and not out.exists()
     assert _eval(plain, cases, out, "--methods", "diffusion", "--controlnet-scale", "-1") == 2
     assert "--controlnet-scale must be a finite number >= 0" in capsys.readouterr().err
+    assert _eval(plain, cases, out, "--methods", "guided", "--guided-repeats", "2.5") == 2
+    assert "--guided-repeats must be a whole number" in capsys.readouterr().err

@@ -108,7 +108,9 @@ def add_arguments(ev: argparse.ArgumentParser, context: HelpContext) -> None:
     )
     for method, baseline in BASELINES.items():
         for s in baseline.settings:
-            methods.add_argument(s.flag, dest=s.key, type=float, help=f"{method}: {s.help} (default {s.default:g})")
+            methods.add_argument(
+                s.flag, dest=s.key, type=float, metavar="X", help=f"{method}: {s.help} (default {s.default:g})"
+            )
 
     run = ev.add_argument_group("run")
     run.add_argument("--size", type=int, help="square output size (default: the set's resolution)")

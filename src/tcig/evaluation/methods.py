@@ -46,6 +46,7 @@ class Setting:
     low: float = 0.0
     high: float = math.inf
     low_open: bool = False
+    integer: bool = False
 
     @property
     def flag(self) -> str:
@@ -58,12 +59,14 @@ class Setting:
                 f" and <= {self.high:g}" if math.isfinite(self.high) else ""
             )
             raise ConfigError(f"{self.flag} must be a finite number {bound}, got {value:g}")
+        if self.integer and not float(value).is_integer():
+            raise ConfigError(f"{self.flag} must be a whole number, got {value:g}")
 
 
 def setting(key: str, default: float, help: str, *, low: float = 0.0, high: float = math.inf,
-            low_open: bool = False) -> Setting:  # fmt: skip
+            low_open: bool = False, integer: bool = False) -> Setting:  # fmt: skip
     """Declare a baseline's setting once: ``tcig eval`` gets its flag, the plan checks it, the report records it."""
-    return Setting(key, default, help, low, high, low_open)
+    return Setting(key, default, help, low, high, low_open, integer)
 
 
 @dataclass
@@ -249,7 +252,7 @@ def run_guided(job: Job) -> Generated:
             cond = den.conditioning(job.prompts(), stage2.negative_prompt, refiner.guidance_scale(stage2), job.size)
             x = den.start(levels, generator, shape=den.shape(job.num_images, *job.size))
         predict = guided(den, cond, loss_fn, settings["guidance_weight"], settings["guided_min_noise"])
-        repeats = round(settings["guided_repeats"])
+        repeats = int(settings["guided_repeats"])
         repeat_steps = round(settings["guided_repeat_steps"] * (len(levels) - 1))
         images = sample(den, x, levels, predict, False, "guided", None, repeats, repeat_steps, generator)
     return Generated(images, {"stage2": m})
@@ -319,7 +322,7 @@ BASELINES: dict[str, Baseline] = {
         (
             setting("guidance_weight", 100.0, "gradient scale of the guides' loss"),
             setting("guided_min_noise", 0.0, "noise level (0..1) below which steps are unguided", high=1),
-            setting("guided_repeats", 3, "tries of each early step (time travel; 1: none)", low=1, high=20),
+            setting("guided_repeats", 3, "tries of each early step (time travel)", low=1, high=9, integer=True),
             setting("guided_repeat_steps", 0.5, "fraction of the steps that time-travel", high=1),
         ),
         records=lambda settings: {"seg_loss": settings.stage1.seg_loss},

@@ -18,14 +18,13 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from tcig.errors import ConfigError
 from tcig.evaluation.cases import Case
 from tcig.evaluation.measure import Measurement, measure
-from tcig.io.pictures import layout_colours
+from tcig.io.pictures import layout_colours, layout_tensor
 from tcig.layout import IGNORE, Layout
 from tcig.models.control import SegmentationControl, controlled
 from tcig.models.denoising import guided, plain, region_weights, regional, sample
@@ -180,11 +179,7 @@ def painted_layout(layout: Layout, colours: dict[str, tuple[int, int, int]] | No
     """The layout as an image ``[3,H,W]`` in [0,1], as a user would paint it: each class in its colour from
     ``colours`` (by class name), else its standard dataset colour (see :func:`tcig.io.pictures.layout_colours`);
     don't-care pixels mid-grey."""
-    table = layout_colours(layout.classes, colours).astype(np.float32)
-    table = np.concatenate([table, [[128, 128, 128]]]) / 255
-    index = layout.label_map.clone()
-    index[index == IGNORE] = len(layout.classes)
-    return torch.from_numpy(table[index.numpy()]).permute(2, 0, 1).float()
+    return layout_tensor(layout, layout_colours(layout.classes, colours))
 
 
 def run_sdedit_layout(job: Job) -> Generated:

@@ -60,6 +60,15 @@ def colorize(layout: Layout, colours: np.ndarray | None = None) -> Image.Image:
     return Image.fromarray(table[np.where(label == IGNORE, len(table) - 1, label)], mode="RGB")
 
 
+def layout_tensor(layout: Layout, colours: np.ndarray, dont_care: Sequence[int] = DONT_CARE_COLOUR) -> torch.Tensor:
+    """The layout as an image ``[3,H,W]`` in [0,1]: class k in ``colours[k]`` (RGB 0..255), don't care in
+    ``dont_care``."""
+    table = np.concatenate([np.asarray(colours, dtype=np.float32).reshape(-1, 3), [dont_care]]) / 255
+    index = layout.label_map.clone()
+    index[index == IGNORE] = len(table) - 1
+    return torch.from_numpy(table[index.numpy()].astype(np.float32)).permute(2, 0, 1).contiguous()
+
+
 def boundaries(label_map: torch.Tensor, width: int = 1) -> torch.Tensor:
     """``BoolTensor[H, W]``: pixels whose right or lower neighbour has another label, thickened to ``width`` pixels."""
     edge = torch.zeros(label_map.shape, dtype=torch.bool)

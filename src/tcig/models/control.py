@@ -19,7 +19,8 @@ import torch
 from torch import nn
 
 from tcig.errors import ConfigError
-from tcig.layout import IGNORE, Layout
+from tcig.io.pictures import layout_tensor
+from tcig.layout import Layout
 from tcig.models.denoising import Denoiser
 
 logger = logging.getLogger(__name__)
@@ -49,11 +50,8 @@ class SegmentationControl:
         missing = [c for c, m in zip(layout.classes, matched, strict=True) if m is None]
         if missing:
             logger.warning("%s has no colour for %s; painted as don't care", self.name, ", ".join(missing))
-        table = [self.palette[names[m]] if m is not None else UNPAINTED for m in matched] + [UNPAINTED]
-        index = layout.label_map.clone()
-        index[index == IGNORE] = len(layout.classes)
-        colours = np.asarray(table, dtype=np.float32) / 255
-        return torch.from_numpy(colours[index.numpy()]).permute(2, 0, 1).contiguous()
+        table = np.asarray([self.palette[names[m]] if m is not None else UNPAINTED for m in matched])
+        return layout_tensor(layout, table, UNPAINTED)
 
 
 def load_control(ref: str, palette: str | dict | None, *, allow_pickle: bool = False) -> SegmentationControl:

@@ -403,6 +403,7 @@ def regional(
         calls[0] += 1
         if base is not None and (regions_done or base_weight >= 1):
             return den(x, level, base)
+        whole = den(x, level, base) if base is not None and base_weight > 0 else None
         blended = torch.zeros(x.shape, device=x.device)
         for k, cond in enumerate(region_conds):
             view = x
@@ -411,9 +412,12 @@ def regional(
                 noise = torch.randn(x.shape, generator=generator).to(x.device)
                 background = renoise(backgrounds[k].float().expand(x.shape), noise, level)
                 view = inside * x + (1 - inside) * background.to(x.dtype)
-            blended += weights[k].float() * den(view, level, cond)
-        if base is not None and base_weight > 0:
-            blended = base_weight * den(x, level, base) + (1 - base_weight) * blended
+            if not weights[k].any():
+                continue  # a region that covers nothing (don't care in a fully labelled layout)
+            reuse = whole is not None and cond is base and view is x
+            blended += weights[k].float() * (whole if reuse else den(view, level, cond))
+        if whole is not None:
+            blended = base_weight * whole + (1 - base_weight) * blended
         return blended
 
     return predict

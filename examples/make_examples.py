@@ -1,4 +1,5 @@
-"""Regenerate the drawn example layouts in this folder (beach.json, street.png + legend, masks_lake/).
+"""Regenerate the drawn example layouts in this folder (beach.json, street.png + legend, masks_lake/) and the photo
+photo_lake.png.
 
 Run from the repository root: ``python examples/make_examples.py``. The COCO-Stuff example is a copied real map.
 """
@@ -101,7 +102,18 @@ def masks_lake() -> None:
     (folder / "prompt.txt").write_text("a mountain lake with pine trees on the shore at sunrise, photo\n")
 
 
+def photo_lake() -> None:
+    """A photo of the bundled scenes world, 64x64 (scene seed 12,000,007, outside every training and evaluation
+    range), to try ``tcig layout from-image`` and ``--init-image`` on the bundled models."""
+    from tcig.scenes.render import render_scene
+
+    scene = render_scene(12_000_007, 64)
+    Image.fromarray(scene.image).save(HERE / "photo_lake.png")
+    (HERE / "photo_lake.txt").write_text(scene.caption + "\n")
+
+
 if __name__ == "__main__":
+    photo_lake()
     beach()
     coco_sidecar()
     street()

@@ -225,7 +225,7 @@ def test_missing_file(tmp_path: Path) -> None:
 def test_not_an_image(tmp_path: Path) -> None:
     path = tmp_path / "fake.png"
     path.write_text("hello, I am not a PNG")
-    with pytest.raises(LayoutError, match=r"fake.png' is not an image file Pillow can read"):
+    with pytest.raises(LayoutError, match=r"fake.png' is not an image file \(PNG, JPEG"):
         read_layout(path, vocabulary="voc")
 
 
@@ -252,7 +252,7 @@ def test_decompression_bomb_header(tmp_path: Path) -> None:
     header = struct.pack(">IIBBBBB", 30000, 30000, 8, 0, 0, 0, 0)
     path = tmp_path / "bomb.png"
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b""))
-    with pytest.raises(LayoutError, match=r"bomb.png' is too large \(900,000,000 pixels\) for Pillow to open safely"):
+    with pytest.raises(LayoutError, match=r"bomb.png' is too large \(900,000,000 pixels\) to open safely"):
         read_layout(path, vocabulary="voc", max_pixels=10**10)
 
 

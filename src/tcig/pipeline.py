@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -19,6 +20,7 @@ from tcig.models.clip_scorer import CLIPScorer
 from tcig.models.denoising import StepCallback
 from tcig.models.devices import BYTES_PER_PIXEL, autocast_dtype, free_memory, refiner_dtype
 from tcig.models.model_sets import ModelSet, load_model_set
+from tcig.models.photo_layout import unchanged_mask
 from tcig.models.refiners import Refiner, load_refiner
 from tcig.models.segmenters import Segmenter, load_segmenter
 from tcig.settings import Fit, SizeSettings, Stage1Settings, Stage2Settings, check_num_images
@@ -159,6 +161,7 @@ class TCIGPipeline:
         stage2: Stage2Settings | None,
         stage1: Stage1Settings,
         num_images: int,
+        has_photo: bool = False,
     ) -> None:
         if not isinstance(prompt, str) or not prompt.strip():
             raise ConfigError("the prompt is empty; describe the image with --prompt")
@@ -168,7 +171,7 @@ class TCIGPipeline:
         if parameterization == "latent" and (self.refiner is None or self.refiner.vae is None):
             raise ConfigError("the latent parameterization needs a latent-diffusion refiner (its VAE); use pixel")
         stage1.check()
-        if stage1.init != "noise" and self.refiner is None:
+        if stage1.init != "noise" and self.refiner is None and not has_photo:
             raise ConfigError(f"--init {stage1.init} draws from the refiner, and the pipeline has none; use noise")
         if stage2 is not None:
             if self.refiner is None:
@@ -230,6 +233,7 @@ class TCIGPipeline:
         stage2: Stage2Settings | None = None,
         refine: bool | None = None,
         num_images: int = 1,
+        init_image: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
         callback: Callable[[dict], None] | None = None,
         progress: bool = True,
@@ -250,6 +254,10 @@ class TCIGPipeline:
             stage1, stage2: settings (default: the model set's tuned ones; see :mod:`tcig.settings`).
             refine: False stops after stage 1 (default: refine whenever the pipeline has a refiner).
             num_images: images optimized as one batch (1..64).
+            init_image: a photo ``[3,H,W]`` or ``[1 or num_images,3,H,W]`` in [0,1] to edit by layout: stage 1
+                starts from it (instead of ``stage1.init``) and, where the guides already see in it the class the
+                layout asks for, it is pasted back into the stage-1 and final images (``stage1.keep_photo``). It is
+                stretched to the output size (a warning says so if its aspect ratio differs).
             generator: the only source of randomness.
             callback: progress events, each a dict with a ``"stage"``: ``"init"`` after every sampling step of the
                 start images (``step`` from 1, ``steps``);
@@ -268,7 +276,7 @@ class TCIGPipeline:
         if refine is None:
             refine = self.refiner is not None
         stage2 = (stage2 or (defaults.stage2_settings() if defaults else Stage2Settings())) if refine else None
-        self.check_inputs(prompt, layout, parameterization, stage2, stage1, num_images)
+        self.check_inputs(prompt, layout, parameterization, stage2, stage1, num_images, init_image is not None)
         SizeSettings(height, width, fit, stage1_size, parameterization).check()
         height, width = self.output_size(layout, height, width, self.resolution)
         layout = layout.resized(height, width, fit, rounding=self.size_multiple)
@@ -277,9 +285,16 @@ class TCIGPipeline:
         timings: dict[str, float] = {}
 
         start = time.perf_counter()
-        init = self.initial_images(
-            stage1, prompt, layout, (h1, w1), num_images, generator, _step_events(callback, "init"), progress
-        )
+        photo = keep = None
+        if init_image is not None:
+            photo = self.photo_at(init_image, layout.size, num_images)
+            init = F.interpolate(photo, size=(h1, w1), mode="bilinear", align_corners=False, antialias=True)
+            keep = stage1.keep_photo * unchanged_mask(self.segmenters, photo, layout).to(self.device)
+            logger.info("editing the photo: %.0f %% of it is kept", 100 * float(keep.mean()))
+        else:
+            init = self.initial_images(
+                stage1, prompt, layout, (h1, w1), num_images, generator, _step_events(callback, "init"), progress
+            )
         if init is not None:
             timings["init_s"] = time.perf_counter() - start
         start = time.perf_counter()
@@ -288,12 +303,16 @@ class TCIGPipeline:
             prompt, layout, (h1, w1), stage1, num_images, parameterization, init, generator, stage1_events, progress
         )
         timings["stage1_s"] = time.perf_counter() - start
+        if keep is not None:
+            stage1_images = keep * photo + (1 - keep) * stage1_images
         images = stage1_images
         if stage2 is not None:
             start = time.perf_counter()
             images = self.refine(
                 stage1_images, prompt, layout, stage2, stage1, generator, progress, (h1, w1), callback
             )
+            if keep is not None:
+                images = keep * photo + (1 - keep) * images
             timings["stage2_s"] = time.perf_counter() - start
         timings["total_s"] = sum(timings.values())
         settings = {
@@ -304,6 +323,7 @@ class TCIGPipeline:
             "stage1_size": [h1, w1],
             "parameterization": parameterization,
             "num_images": num_images,
+            "init_image": None if photo is None else list(init_image.shape[-2:]),
             "stage1": asdict(stage1),
             "stage2": asdict(stage2) if stage2 is not None else None,
             "stage2_noise_levels": self.noise_levels(stage2, (height, width)) if stage2 is not None else None,
@@ -311,6 +331,23 @@ class TCIGPipeline:
             "models": self.describe(),
         }
         return TCIGOutput(images.cpu(), stage1_images.cpu(), layout, history, timings, settings)
+
+    def photo_at(self, photo: torch.Tensor, size: tuple[int, int], num_images: int) -> torch.Tensor:
+        """An init image checked and stretched to ``size``, one per image ``[B,3,*size]`` on the device."""
+        if photo.ndim == 3:
+            photo = photo[None]
+        if photo.ndim != 4 or photo.shape[1] != 3 or photo.shape[0] not in (1, num_images):
+            raise ConfigError(f"an init image must be [3,H,W] or [1 or {num_images},3,H,W], got {tuple(photo.shape)}")
+        if not torch.isfinite(photo).all() or photo.min() < 0 or photo.max() > 1:
+            raise ConfigError("an init image must hold values in [0, 1]")
+        h, w = photo.shape[-2:]
+        if abs(math.log((w / h) / (size[1] / size[0]))) > 0.02:
+            logger.warning(
+                "the init image is %dx%d and the output %dx%d: the photo is stretched to the layout's aspect ratio",
+                w, h, size[1], size[0],
+            )  # fmt: skip
+        photo = F.interpolate(photo.float(), size=size, mode="bilinear", align_corners=False, antialias=True)
+        return photo.clamp(0, 1).expand(num_images, -1, -1, -1).to(self.device)
 
     def stage1_shape(self, layout: Layout, stage1_size: int | None = None) -> tuple[int, int]:
         """Stage 1's (height, width) for a layout already at the output size: the model set's stage-1 size is a

@@ -180,6 +180,10 @@ class Stage1Settings(_Checked):
         10, "sampling steps of the refiner's images that a non-noise init starts from (drawn at the stage-1 size)",
         low=1, high=1000,
     )  # fmt: skip
+    keep_photo: float = setting(
+        1.0, "with an init image: how much of the photo is pasted back where its segmentation already matches the "
+        "layout, feathered at the edges (1 = kept as it is, 0 = every pixel redrawn)", low=0, high=1,
+    )  # fmt: skip
     seg_views: int = setting(1, "transformed views per image that each segmenter scores", low=1, high=32)
     seg_shift: float = setting(0.0, "largest shift of a segmenter view, as a fraction of the side", low=0, high=0.5,
                                high_open=True)  # fmt: skip

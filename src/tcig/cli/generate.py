@@ -71,6 +71,12 @@ def add_arguments(gen: argparse.ArgumentParser, context: HelpContext) -> None:
         "folder of per-class masks",
     )
     add_layout_arguments(io)
+    io.add_argument(
+        "--init-image",
+        metavar="PHOTO",
+        help="edit this photo by layout: stage 1 starts from it, and where its segmentation already matches the "
+        "layout it is kept (--keep-photo); make the layout with `tcig layout from-image PHOTO` and repaint it",
+    )
     add_output_arguments(io, "output folder (created if missing)")
     io.add_argument("--name", help="file name stem (default: the layout's name and the seed)")
     io.add_argument(
@@ -128,6 +134,7 @@ def add_arguments(gen: argparse.ArgumentParser, context: HelpContext) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from tcig.io.outputs import write_outputs
+    from tcig.io.pictures import read_photo
     from tcig.layout.readers import read_layout_and_prompt
     from tcig.pipeline import TCIGPipeline
 
@@ -138,6 +145,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         stem = check_name(f"{Path(args.layout.rstrip('/')).stem}_s{args.seed}", "the layout's file name (give --name)")
     layout, prompt = read_layout_and_prompt(args.layout, args.prompt, "pass --prompt", **layout_options(args))
+    photo = read_photo(args.init_image) if args.init_image is not None else None
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, device)
     segmenters = [parse_segmenter_arg(s) for s in args.segmenter] if args.segmenter else None
@@ -151,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
     stage1.check()
     if stage2 is not None:
         stage2.check()
-    if not refine and stage1.init == "noise":
+    if not refine and (stage1.init == "noise" or photo is not None):
         model_set = model_set.with_overrides(refiner="none")  # the refiner is needed only to refine or to start
 
     with output_folder(args.out, wait=wait_seconds(args)) as out_dir:
@@ -172,6 +180,7 @@ def run(args: argparse.Namespace) -> int:
                 stage2=stage2,
                 refine=refine,
                 num_images=args.num_images,
+                init_image=photo,
                 generator=generator,
                 progress=not args.no_progress,
             )
@@ -183,6 +192,7 @@ def run(args: argparse.Namespace) -> int:
             "tcig_version": __version__,
             "seed": args.seed,
             "layout": str(args.layout),
+            "init_image": args.init_image,
             "vocabulary": args.vocabulary,
             "palette": args.palette,
             "model_set": model_set.to_dict(),

@@ -1,4 +1,5 @@
-"""``tcig layout show`` and ``tcig layout convert``: check a layout made anywhere, and carry it to other tools."""
+"""``tcig layout show``, ``convert`` and ``from-image``: check a layout made anywhere, carry it to other tools, or
+make one from a photo."""
 
 from __future__ import annotations
 
@@ -6,12 +7,14 @@ import argparse
 import logging
 from pathlib import Path
 
-from tcig.cli.common import Command, HelpContext
+from tcig.cli.common import Command, HelpContext, add_device_arguments, word_list
 from tcig.cli.generate import add_layout_arguments, layout_options
 from tcig.errors import ConfigError
 from tcig.io.names import check_name
 from tcig.layout.convert import FORMATS, class_areas, write_layout
 from tcig.layout.palettes import PALETTE_NAMES
+from tcig.models.model_sets import BUILTIN
+from tcig.models.photo_layout import DEFAULT_MIN_REGION
 
 logger = logging.getLogger("tcig")
 
@@ -42,6 +45,37 @@ def add_arguments(parser: argparse.ArgumentParser, context: HelpContext) -> None
     convert.add_argument("--out-vocabulary", help="write label ids of this vocabulary: coco-stuff, ade20k or voc")
     convert.add_argument("--out-palette", help=f"write colours of this palette: {', '.join(PALETTE_NAMES)}")
     convert.add_argument("-v", "--verbose", action="store_true", help="log details")
+    photo = sub.add_parser(
+        "from-image",
+        help="segment a photo into a layout to repaint and generate from",
+        description="Segments PHOTO with the model set's guides (their probabilities averaged over the guides that "
+        "know each class) or the segmenters given, merges regions under --min-region of the image into their "
+        "surroundings, and writes OUT: a label-id PNG with its classes JSON beside it, which tcig generate reads "
+        "back (and --init-image PHOTO keeps the photo's look where the layout is unchanged).",
+    )
+    photo.add_argument("photo", help="the photo: PNG, JPEG, WebP, BMP or TIFF")
+    photo.add_argument("out", type=Path, help="the label-id PNG to write (OUT.json gets the class names)")
+    photo.add_argument(
+        "--models", default="sd15", help=f"whose guides segment: {', '.join(BUILTIN)} or a model-set JSON file"
+    )
+    photo.add_argument(
+        "--segmenter", action="append", metavar="ID[:WEIGHT]", help="segment with this model instead (repeatable)"
+    )
+    photo.add_argument("--classes", type=word_list, help="comma list of the classes to choose from (default: all)")
+    photo.add_argument(
+        "--min-region",
+        type=float,
+        default=DEFAULT_MIN_REGION,
+        help=f"merge regions under this share of the image into their surroundings (default {DEFAULT_MIN_REGION}; 0 "
+        "keeps every speck)",
+    )
+    photo.add_argument(
+        "--size", type=int, help="long side of the layout, a multiple of 8 (default: the model set's resolution)"
+    )
+    photo.add_argument("--prompt", help="a prompt to store with the layout")
+    add_device_arguments(photo)
+    photo.add_argument("--allow-pickle", action="store_true", help="allow pickle checkpoints (.bin/.pt/.ckpt)")
+    photo.add_argument("-v", "--verbose", action="store_true", help="log details")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
     from tcig.layout import Layout
     from tcig.layout.readers import read_layout
 
+    if args.action == "from-image":
+        return _from_image(args)
     layout = read_layout(args.file, **layout_options(args))
     if args.action == "convert":
         if Path(args.file).expanduser().resolve() == args.out.expanduser().resolve():
@@ -78,4 +114,48 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMAND = Command("layout", "check a layout (show) or convert it for other tools (convert)", add_arguments, run)
+def _from_image(args: argparse.Namespace) -> int:
+    import torch.nn.functional as F
+
+    from tcig.io.pictures import read_photo
+    from tcig.models.devices import resolve_device
+    from tcig.models.model_sets import load_model_set, parse_segmenter_arg
+    from tcig.models.photo_layout import layout_from_photo
+    from tcig.models.segmenters import load_segmenter
+    from tcig.settings import MAX_SIDE
+
+    out = args.out.expanduser()
+    if out.suffix.lower() != ".png":
+        raise ConfigError(f"'{args.out}' must be a .png file (the label ids; the class names go beside it as .json)")
+    if not out.parent.is_dir():
+        raise ConfigError(f"the folder of '{args.out}' does not exist; create it first")
+    if args.size is not None and not (8 <= args.size <= MAX_SIDE and args.size % 8 == 0):
+        raise ConfigError(f"--size must be a multiple of 8 from 8 to {MAX_SIDE}, got {args.size}")
+    if not 0 <= args.min_region < 1:
+        raise ConfigError(f"--min-region must be a share of the image in [0, 1), got {args.min_region:g}")
+    if args.prompt is not None and not args.prompt.strip():
+        raise ConfigError("--prompt is empty; describe the image or leave --prompt out")
+    photo = read_photo(args.photo)
+    model_set = load_model_set(args.models)
+    refs = [parse_segmenter_arg(s) for s in args.segmenter] if args.segmenter else list(model_set.segmenters)
+    device = resolve_device(args.device)
+    segmenters = [(load_segmenter(ref, allow_pickle=args.allow_pickle).to(device), w) for ref, w in refs]
+    h, w = photo.shape[-2:]
+    scale = (args.size or model_set.resolution) / max(h, w)
+    size = (max(8, round(h * scale / 8) * 8), max(8, round(w * scale / 8) * 8))
+    photo = F.interpolate(photo, size=size, mode="bilinear", align_corners=False, antialias=True).clamp(0, 1)
+    layout = layout_from_photo(segmenters, photo, classes=args.classes, min_region=args.min_region)
+    layout.prompt = args.prompt.strip() if args.prompt else None
+    shares = ", ".join(f"{name} {100 * share:.0f} %" for name, _, share in class_areas(layout))
+    logger.info("%s: %dx%d, %s", args.photo, size[1], size[0], shares)
+    for path in write_layout(layout, out, "ids"):
+        print(path)
+    return 0
+
+
+COMMAND = Command(
+    "layout",
+    "check a layout (show), convert it for other tools (convert) or make one from a photo (from-image)",
+    add_arguments,
+    run,
+)

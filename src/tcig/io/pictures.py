@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import colorsys
+import re
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
 
+from tcig.errors import TCIGError
 from tcig.layout import IGNORE, Layout
 
 DONT_CARE_COLOUR = (128, 128, 128)
@@ -150,3 +153,42 @@ def pil_to_tensor(image: Image.Image) -> torch.Tensor:
     """A PIL image → ``FloatTensor[3, H, W]`` in [0, 1] (converted to RGB)."""
     array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
     return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+
+
+def open_image(path: Path, max_pixels: int, error: type[TCIGError] = TCIGError) -> Image.Image:
+    """Open and fully decode an image file, refusing one over ``max_pixels``; every failure is one ``error`` line
+    that names the file."""
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+            if width * height > max_pixels:
+                raise error(
+                    f"'{path}' is {width}x{height} = {width * height:,} pixels, over the limit of {max_pixels:,}; "
+                    "downscale it"
+                )
+            img.load()
+            return img
+    except UnidentifiedImageError:
+        raise error(f"'{path}' is not an image file (PNG, JPEG, WebP, BMP or TIFF)") from None
+    except Image.DecompressionBombError as e:
+        found = re.search(r"\((\d+) pixels\)", str(e))
+        count = f" ({int(found.group(1)):,} pixels)" if found else ""
+        raise error(f"'{path}' is too large{count} to open safely; downscale it") from None
+    except (OSError, SyntaxError, ValueError, EOFError):
+        raise error(f"cannot decode '{path}': the file is damaged or incomplete; export it again") from None
+
+
+MAX_PHOTO_PIXELS = 8192 * 8192
+"""Largest photo ``--init-image`` and ``tcig layout from-image`` open."""
+
+
+def read_photo(path: str | Path, max_pixels: int = MAX_PHOTO_PIXELS) -> torch.Tensor:
+    """A photo file as ``FloatTensor[1, 3, H, W]`` in [0, 1] (transparency dropped, EXIF rotation applied)."""
+    from PIL import ImageOps
+
+    from tcig.io.files import check_regular_file
+
+    file = Path(path).expanduser()
+    check_regular_file(file, "photo", limit=None)
+    image = ImageOps.exif_transpose(open_image(file, max_pixels))
+    return pil_to_tensor(image)[None]

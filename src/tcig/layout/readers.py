@@ -32,10 +32,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from tcig.errors import ConfigError, LayoutError
 from tcig.io.files import check_regular_file, read_json_object
+from tcig.io.pictures import open_image
 from tcig.layout import IGNORE, Layout
 from tcig.layout.common import COMMENT_KEY, check_keys, check_prompt, finish_layout, string_map
 from tcig.layout.palettes import DEFAULT_TOLERANCE, Palette, colour_code, load_palette, snap_colours
@@ -157,30 +158,6 @@ def _read_json(path: Path) -> dict[str, Any]:
     return read_json_object(path, "layout JSON", LayoutError)
 
 
-def _open_image(path: Path, max_pixels: int) -> Image.Image:
-    """Open and fully decode an image, with errors that name the file."""
-    try:
-        with Image.open(path) as img:
-            width, height = img.size
-            if width * height > max_pixels:
-                raise LayoutError(
-                    f"'{path}' is {width}x{height} = {width * height:,} pixels, over the limit of {max_pixels:,}; "
-                    "downscale it (nearest neighbour) or raise the pixel limit"
-                )
-            img.load()
-            return img
-    except UnidentifiedImageError:
-        raise LayoutError(f"'{path}' is not an image file Pillow can read; give a PNG layout") from None
-    except Image.DecompressionBombError as e:
-        found = re.search(r"\((\d+) pixels\)", str(e))
-        count = f" ({int(found.group(1)):,} pixels)" if found else ""
-        raise LayoutError(f"'{path}' is too large{count} for Pillow to open safely; downscale it") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as e:
-        raise LayoutError(
-            f"cannot decode '{path}' ({e}); the file is damaged or incomplete, export it again"
-        ) from None
-
-
 # --- colour and label-id images -------------------------------------------------------------------------------------
 
 
@@ -289,7 +266,7 @@ def _read_image(
         raise LayoutError(f'{where} maps no colours to class names; write e.g. {{"legend": {{"#87ceeb": "sky"}}}}')
     texts = string_map(meta.get("region_texts"), "region_texts", where)
     prompt = check_prompt(meta.get("prompt"), where)
-    img = _open_image(path, max_pixels)
+    img = open_image(path, max_pixels, LayoutError)
 
     if palette is not None:
         chosen = load_palette(palette)
@@ -430,7 +407,7 @@ def _read_mask_folder(folder: Path, max_pixels: int) -> Layout:
     masks: dict[str, np.ndarray] = {}
     for file in files:
         name = re.sub(r"\s+", " ", file.stem.replace("_", " ")).strip()
-        mask = _mask_array(_open_image(file, max_pixels))
+        mask = _mask_array(open_image(file, max_pixels, LayoutError))
         if name in masks and masks[name].shape == mask.shape:
             mask = mask | masks.pop(name)
         masks[name] = mask

@@ -174,3 +174,21 @@ def test_wait_queues_behind_the_run_in_progress(tiny, tmp_path):
     assert _batch(tiny, manifest, out, "--wait") == 0  # waits, then finds the item finished
     assert first.wait(timeout=600) == 0
     assert _summary(out)["skipped"] == ["scene_s0"]
+
+
+def test_batch_takes_generates_component_flags_and_an_init_image(tiny, tmp_path):
+    """The components `generate` can swap (one declaration of the flags), and a photo to edit on a manifest line."""
+    photo = tmp_path / "photo.png"
+    Image.fromarray(np.full((48, 64, 3), (40, 90, 200), np.uint8)).save(photo)
+    manifest = _manifest(tmp_path, [{"seed": 0, "init_image": "photo.png", "stage2_steps": 2}])
+    extra = ["--segmenter", f"{tiny['segformer']}:2", "--clip", str(tiny["clip"]), "--refiner", "none"]
+    extra.append("--no-channels-last")
+    assert _batch(tiny, manifest, tmp_path / "out", *extra) == 0
+    sidecar = json.loads((tmp_path / "out" / "scene_s0.json").read_text())
+    assert sidecar["model_set"]["segmenters"] == [f"{tiny['segformer']}:2"] and sidecar["model_set"]["refiner"] is None
+    assert sidecar["init_image"] == str(photo) and sidecar["settings"]["init_image"] == [48, 64]
+    assert sidecar["batch_inputs"]["init_image_sha256"]
+    # a missing photo fails that item only, in one line
+    manifest = _manifest(tmp_path, [{"seed": 1, "init_image": "gone.png"}])
+    assert _batch(tiny, manifest, tmp_path / "out", *extra) == 1
+    assert "photo" in _summary(tmp_path / "out")["failed"]["scene_s1"]

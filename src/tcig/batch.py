@@ -1,7 +1,8 @@
 """``tcig batch``: many generations from a JSONL manifest, resumable, split across processes.
 
 Each manifest line is a JSON object: ``{"layout": PATH, "prompt": TEXT, "seed": N, "name": NAME, ...settings}``
-(``layout`` required; relative paths are read from the manifest's folder; ``name`` defaults to
+(``layout`` required; ``init_image``: a photo to edit by layout, as ``tcig generate --init-image``; relative paths
+are read from the manifest's folder; ``name`` defaults to
 ``LAYOUT-STEM_sSEED``). Settings are any of :mod:`tcig.settings` by key (``steps``, ``stage2_steps``, ``height``
 ...), checked with the line number before any model loads. Every item writes its files with
 :func:`~tcig.io.outputs.write_outputs` (staged, then moved into place, the JSON sidecar last); the sidecar records the
@@ -31,7 +32,9 @@ from tcig.settings import OPTIONS, SizeSettings, Stage1Settings, Stage2Settings,
 
 logger = logging.getLogger(__name__)
 
-ITEM_KEYS = {"layout", "prompt", "seed", "name", "vocabulary", "legend", "palette"} | set(OPTIONS)
+PATH_KEYS = ("layout", "legend", "init_image")
+"""Keys whose value is a file, read from the manifest's folder when relative."""
+ITEM_KEYS = {"prompt", "seed", "name", "vocabulary", "palette", *PATH_KEYS} | set(OPTIONS)
 RESERVED = ("batch_summary.json",)
 """Files of the run itself; no item may be named so that it writes one."""
 ERROR_SUFFIX = ".error.json"
@@ -48,6 +51,7 @@ class BatchItem:
     legend: Path | None = None
     palette: str | None = None
     overrides: dict = field(default_factory=dict)
+    init_image: Path | None = None
 
     def inputs(self, model_set: dict) -> dict:
         """What the item's result depends on: a rerun skips the item when its sidecar holds the same record."""
@@ -57,6 +61,7 @@ class BatchItem:
             "legend_sha256": _digest(self.legend) if self.legend else None,
             "vocabulary": self.vocabulary,
             "palette": self.palette,
+            "init_image_sha256": _digest(self.init_image) if self.init_image else None,
             "prompt": self.prompt,
             "seed": self.seed,
             "overrides": self.overrides,
@@ -107,7 +112,7 @@ def _read_item(path: Path, number: int, text: str) -> BatchItem:
     unknown = sorted(set(entry) - ITEM_KEYS)
     if unknown:
         raise ConfigError(f"{where}unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(ITEM_KEYS))}")
-    for key in ("layout", "prompt", "name", "vocabulary", "legend", "palette"):
+    for key in ("prompt", "name", "vocabulary", "palette", *PATH_KEYS):
         if key in entry and not (isinstance(entry[key], str) or (entry[key] is None and key != "layout")):
             raise ConfigError(f'{where}"{key}" must be a string, got {type(entry[key]).__name__}')
     if not isinstance(entry.get("layout"), str) or not entry["layout"].strip():
@@ -115,12 +120,11 @@ def _read_item(path: Path, number: int, text: str) -> BatchItem:
     seed = check_seed(entry.get("seed", 0), f'{where}"seed"')
     overrides = {k: v for k, v in entry.items() if k in OPTIONS}
     split_settings(overrides, where)  # types and bounds, named by key
-    layout = (path.parent / entry["layout"]).expanduser()
-    name = check_name(entry.get("name") or f"{layout.stem}_s{seed}", f'{where}"name"')
-    legend = entry.get("legend")
+    files = {key: (path.parent / entry[key]).expanduser() if entry.get(key) else None for key in PATH_KEYS}
+    name = check_name(entry.get("name") or f"{files['layout'].stem}_s{seed}", f'{where}"name"')
     return BatchItem(
-        number, layout, seed, name, entry.get("prompt"), entry.get("vocabulary"),
-        (path.parent / legend) if legend else None, entry.get("palette"), overrides,
+        number, files["layout"], seed, name, entry.get("prompt"), entry.get("vocabulary"), files["legend"],
+        entry.get("palette"), overrides, files["init_image"],
     )  # fmt: skip
 
 
@@ -149,12 +153,14 @@ def is_finished(item: BatchItem, out_dir: Path, inputs: dict) -> bool:
 
 def run_item(pipe, item: BatchItem, out_dir: Path, inputs: dict, record: dict) -> None:
     """Generate one item and write its files; raises TCIGError for anything the item's inputs caused."""
+    from tcig.io.pictures import read_photo
     from tcig.layout.readers import read_layout_and_prompt
 
     layout, prompt = read_layout_and_prompt(
         item.layout, item.prompt, 'give "prompt" on the manifest line', vocabulary=item.vocabulary,
         legend=item.legend, palette=item.palette,
     )  # fmt: skip
+    photo = read_photo(item.init_image) if item.init_image is not None else None
     given = split_settings(item.overrides)
     ms = pipe.model_set
     stage1 = ms.stage1_settings(**given[Stage1Settings])
@@ -167,12 +173,15 @@ def run_item(pipe, item: BatchItem, out_dir: Path, inputs: dict, record: dict) -
             **vars(sizes),
             stage1=stage1,
             stage2=stage2 if pipe.refiner is not None else None,
+            init_image=photo,
             generator=torch.Generator().manual_seed(item.seed),
             progress=False,
         )
     except torch.cuda.OutOfMemoryError as err:
         raise TCIGError("out of GPU memory; lower the size, stage1_size or num_crops of this item") from err
     record = {**record, "seed": item.seed, "layout": str(item.layout), "batch_inputs": inputs}
+    if item.init_image is not None:
+        record["init_image"] = str(item.init_image)
     write_outputs(output, out_dir, item.name, record, colours=pipe.class_colours(output.layout))
 
 

@@ -13,9 +13,11 @@ from tcig import __version__
 from tcig.cli.common import (
     Command,
     HelpContext,
-    add_loading_arguments,
+    add_model_arguments,
     add_output_arguments,
-    add_preset_argument,
+    add_speed_arguments,
+    apply_speed,
+    chosen_model_set,
     output_folder,
     start_cache,
     wait_seconds,
@@ -30,11 +32,10 @@ logger = logging.getLogger("tcig")
 def add_arguments(batch: argparse.ArgumentParser, context: HelpContext) -> None:
     batch.add_argument("manifest", type=Path, help="JSONL file, one generation per line")
     add_output_arguments(batch, "output folder (created if missing; a rerun into it resumes)")
-    batch.add_argument("--models", default="sd15", help="a built-in model set or a model-set JSON file")
+    add_model_arguments(batch)
     batch.add_argument("--device", default="auto", help="auto (each process's accelerate device), cpu, cuda, ...")
     batch.add_argument("--dtype", default="auto", help="stage-2 dtype: auto, float32, float16, bfloat16")
-    add_loading_arguments(batch)
-    add_preset_argument(batch)
+    add_speed_arguments(batch)
     batch.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     batch.add_argument("-v", "--verbose", action="store_true", help="log details")
 
@@ -43,11 +44,10 @@ def run(args: argparse.Namespace) -> int:
     from accelerate import PartialState
 
     from tcig.batch import read_manifest, run_batch
-    from tcig.models.model_sets import load_model_set
     from tcig.pipeline import TCIGPipeline
 
     items = read_manifest(args.manifest)
-    model_set = load_model_set(args.models).with_preset(args.preset)
+    model_set = chosen_model_set(args)
     device = resolve_device(args.device)  # an unavailable device fails here
     state = PartialState(cpu=args.device == "cpu")
     if args.device in ("auto", "cuda"):
@@ -60,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
         pipe = TCIGPipeline.from_model_set(
             model_set, allow_pickle=args.allow_pickle, start_cache=start_cache(args)
         ).to(device, dtype)
+        apply_speed(pipe, args)
         record = {
             "tcig_version": __version__,
             "model_set": model_set.to_dict(),
@@ -112,7 +113,8 @@ COMMAND = Command(
     "generate every item of a JSONL manifest (resumable; accelerate launch -m tcig batch for several GPUs)",
     add_arguments,
     run,
-    "Each line of MANIFEST is a JSON object: layout (required), prompt, seed, name, vocabulary, legend, palette, and "
+    "Each line of MANIFEST is a JSON object: layout (required), prompt, seed, name, vocabulary, legend, palette, "
+    "init_image (a photo to edit by layout, as tcig generate --init-image) and "
     f"any setting of tcig generate by its key ({', '.join(sorted(OPTIONS))}). Finished items are skipped on a "
     "rerun; failed items are written as NAME.error.json and the others go on.",
 )

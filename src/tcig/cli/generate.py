@@ -13,11 +13,13 @@ from tcig import __version__
 from tcig.cli.common import (
     Command,
     HelpContext,
-    add_loading_arguments,
+    add_model_arguments,
     add_output_arguments,
-    add_preset_argument,
     add_run_arguments,
     add_setting_arguments,
+    add_speed_arguments,
+    apply_speed,
+    chosen_model_set,
     given_settings,
     output_folder,
     start_cache,
@@ -27,7 +29,6 @@ from tcig.errors import TCIGError
 from tcig.io.names import check_name
 from tcig.layout.palettes import DEFAULT_TOLERANCE, PALETTE_NAMES
 from tcig.models.devices import resolve_device, resolve_dtype
-from tcig.models.model_sets import BUILTIN, load_model_set, parse_segmenter_arg
 from tcig.settings import MAX_IMAGES, SizeSettings, Stage1Settings, Stage2Settings, check_num_images, check_seed
 
 logger = logging.getLogger("tcig")
@@ -86,22 +87,7 @@ def add_arguments(gen: argparse.ArgumentParser, context: HelpContext) -> None:
         help=f"images per call, optimized as one batch (1..{MAX_IMAGES}; default 1)",
     )
 
-    models = gen.add_argument_group("models")
-    models.add_argument(
-        "--models", default="sd15", help=f"model set: {', '.join(BUILTIN)} or a model-set JSON file (default sd15)"
-    )
-    models.add_argument("--clip", help="override the CLIP model (hub id or folder)")
-    models.add_argument(
-        "--segmenter",
-        action="append",
-        metavar="ID[:WEIGHT]",
-        help="guiding segmenter with its loss weight (default 1); repeat for several; replaces the model set's",
-    )
-    models.add_argument(
-        "--refiner", help="override the stage-2 model (diffusers img2img id/folder, or an image-space model folder)"
-    )
-    add_loading_arguments(models)
-    add_preset_argument(models)
+    add_model_arguments(gen.add_argument_group("models"))
 
     add_setting_arguments(gen.add_argument_group("size"), SizeSettings, context)
     add_setting_arguments(
@@ -115,21 +101,7 @@ def add_arguments(gen: argparse.ArgumentParser, context: HelpContext) -> None:
 
     run = gen.add_argument_group("run")
     add_run_arguments(run)
-    run.add_argument(
-        "--compile",
-        nargs="?",
-        const="reduce-overhead",
-        metavar="MODE",
-        help="torch.compile the stage-1 loss (default mode reduce-overhead: CUDA graphs); pays off for several "
-        "images or a long run, since the first call compiles (docs/performance.md)",
-    )
-    run.add_argument(
-        "--channels-last",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="channels-last memory format for every network (default on: 1.07x faster end to end on 2 CPU cores, 1.2x "
-        "on an H200)",
-    )
+    add_speed_arguments(run)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -148,9 +120,7 @@ def run(args: argparse.Namespace) -> int:
     photo = read_photo(args.init_image) if args.init_image is not None else None
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, device)
-    segmenters = [parse_segmenter_arg(s) for s in args.segmenter] if args.segmenter else None
-    model_set = load_model_set(args.models).with_preset(args.preset)
-    model_set = model_set.with_overrides(clip=args.clip, segmenters=segmenters, refiner=args.refiner)
+    model_set = chosen_model_set(args)
     stage1 = model_set.stage1_settings(**given_settings(args, Stage1Settings))
     refine = args.stage2 != "none"
     stage2 = model_set.stage2_settings(**given_settings(args, Stage2Settings)) if refine else None
@@ -168,8 +138,7 @@ def run(args: argparse.Namespace) -> int:
             model_set, allow_pickle=args.allow_pickle, class_names=layout.classes, start_cache=start_cache(args)
         )
         pipe.to(device, dtype)
-        pipe.compile_stage1 = args.compile or False
-        pipe.set_channels_last(args.channels_last)
+        apply_speed(pipe, args)
         generator = torch.Generator().manual_seed(args.seed)
         try:
             output = pipe(

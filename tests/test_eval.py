@@ -103,8 +103,10 @@ def test_eval_resumes_past_a_torn_line(eval_models, case_folder, tmp_path, caplo
     assert [r["method"] for r in rows[:2]] == ["diffusion", "diffusion"] and rows[:2] == first
     assert sorted(r["method"] for r in rows[2:]) == ["sdedit-layout", "sdedit-layout"]
     lines = (out / RESULTS).read_text().splitlines()
-    assert lines[2].startswith('{"case": "bay", "method": "sdedit-lay') and len(lines) == 5  # kept, on its own line
-    assert "skipped 1 corrupt line(s) (line 3)" in caplog.text
+    assert len(lines) == 4 and all(json.loads(line) for line in lines)  # JSON lines again, for jq and pandas
+    aside = (out / f"{RESULTS}.corrupt").read_text()
+    assert aside == '{"case": "bay", "method": "sdedit-lay\n'  # nothing lost: moved aside
+    assert f"1 corrupt line(s) (line 3) moved to {out / RESULTS}.corrupt" in caplog.text
 
 
 def test_eval_refuses_a_guiding_evaluator_even_copied(eval_models, tiny, case_folder, tmp_path, capsys):

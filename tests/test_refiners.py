@@ -41,12 +41,20 @@ def test_lower_strength_stays_closer_to_the_input(tiny):
     assert near < far
 
 
-@pytest.mark.parametrize(
-    ("strength", "message"), [(0.0, "in \\(0, 1\\]"), (1.5, "in \\(0, 1\\]"), (0.1, "no denoising step")]
-)
+@pytest.mark.parametrize(("strength", "message"), [(0.0, "in \\(0, 1\\]"), (1.5, "in \\(0, 1\\]")])
 def test_bad_strength_is_refused(refiner, strength, message):
     with pytest.raises(ConfigError, match=message):
         _refine(refiner, 0, strength=strength)
+
+
+def test_a_strength_too_low_for_the_steps_runs_one_step_rather_than_none(refiner):
+    """0.1 of 6 steps is 0.6 of a step: one step runs (a user who lowers the steps never meets "no step")."""
+    steps = []
+    settings = Stage2Settings(strength=0.1, steps=6)
+    images = torch.rand(1, 3, 64, 64)
+    out = refiner.refine(images, ["a boat"], settings, progress=False, callback=lambda step, total: steps.append(total))
+    assert steps == [1] and not torch.equal(out, images)
+    assert len(refiner.levels(settings, 64, 64)) == 2
 
 
 def test_folder_that_is_no_refiner_is_refused(tiny):

@@ -156,6 +156,8 @@ def test_a_corrupt_line_costs_only_itself(tmp_path, caplog):
     path.write_text("\n".join(text) + "\n")
     assert read_json_lines(path) == rows
     assert "line 3, 5" in caplog.text
+    assert path.read_text().splitlines() == [json.dumps(r) for r in rows]
+    assert (tmp_path / "results.jsonl.corrupt").read_text() == '{"case": "torn", "meth\n[1, 2]\n'
     path.write_text(path.read_text() + '{"case": "killed mid-li')  # a torn last line
     append_json_line(path, {"case": "next"})
     assert read_json_lines(path)[-1] == {"case": "next"}
@@ -170,7 +172,8 @@ def test_eval_resumes_past_a_corrupt_middle_line(tmp_path):
     (tmp_path / RESULTS).write_text("\n".join(lines) + "\n")
     kept = read_results(tmp_path)
     assert [r["case"] for r in kept] == ["c0", "c1", "c3", "c4"]
-    assert len((tmp_path / RESULTS).read_text().splitlines()) == 5  # nothing was truncated
+    assert len((tmp_path / RESULTS).read_text().splitlines()) == 4
+    assert (tmp_path / f"{RESULTS}.corrupt").read_text() == lines[2] + "\n"  # nothing lost
 
 
 def test_a_torn_plan_is_a_clear_error(tmp_path):

@@ -1,5 +1,5 @@
 import sys
 
-from tcig.cli.main import main
+from tcig.cli.entry import main
 
 sys.exit(main())

@@ -278,8 +278,19 @@ class TCIGPipeline:
         stage2 = (stage2 or (defaults.stage2_settings() if defaults else Stage2Settings())) if refine else None
         self.check_inputs(prompt, layout, parameterization, stage2, stage1, num_images, init_image is not None)
         SizeSettings(height, width, fit, stage1_size, parameterization).check()
+        derived = height is None and width is None and fit is None
         height, width = self.output_size(layout, height, width, self.resolution)
-        layout = layout.resized(height, width, fit, rounding=self.size_multiple)
+        try:
+            layout = layout.resized(height, width, fit, rounding=self.size_multiple)
+        except ConfigError:
+            if not derived:
+                raise
+            (h, w), m = layout.size, self.size_multiple
+            raise ConfigError(
+                f"the layout is {w}x{h}, a shape that sides rounded to multiples of {m} cannot keep at the model "
+                f"set's {self.resolution} pixels (it would be {width}x{height}); give --height/--width and --fit, or "
+                "draw a less elongated layout"
+            ) from None
         h1, w1 = self.stage1_shape(layout, stage1_size)
         self.check_memory(num_images, (height, width), (h1, w1), stage1)
         timings: dict[str, float] = {}

@@ -252,15 +252,6 @@ class Stage2Settings(_Checked):
         """The settings of a cycle's refinement: its strength or noise level, no cycles of its own."""
         return replace(self, strength=self.cycle_strength, noise_level=self.cycle_noise_level, cycles=0)
 
-    def check_together(self) -> None:
-        cycle_has_no_step = self.cycle_noise_level is None and int(self.steps * self.cycle_strength) < 1
-        if self.cycles and cycle_has_no_step:
-            raise ConfigError(f"--cycle-strength {self.cycle_strength} with {self.steps} steps leaves no step")
-        if self.noise_level is None and int(self.steps * self.strength) < 1:
-            raise ConfigError(
-                f"--strength {self.strength} with {self.steps} steps leaves no denoising step; raise one of them"
-            )
-
 
 @dataclass
 class SizeSettings(_Checked):

@@ -288,6 +288,10 @@ def run(args: argparse.Namespace) -> int:
         rows = evaluate(pipe, cases, plan, scorers, out, progress=not args.no_progress, control=control)
         clip_ref = args.clip_score_model or model_set.clip
         header = _header(args, cases, model_set, guide_sets, evaluator_ref, clip_ref, features_ref, pipe, device)
+        shown = len({row["case"] for row in rows})
+        if shown != len(cases):  # the folder holds cases of earlier runs too: the table shows them all
+            header["case_sources"] += f"; {len(cases)} run now, the others by earlier runs into this folder"
+        header["cases"] = shown
         write_report(out, rows, header, features)
         logger.info("evaluated %d cases in %.0f s", len(cases), time.perf_counter() - start)
         print(out / "summary.md")

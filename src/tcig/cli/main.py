@@ -16,6 +16,7 @@ from tcig import __version__
 from tcig.cli import app, batch, bench, generate, layout, models
 from tcig.cli import eval as eval_command
 from tcig.cli.common import Command, HelpContext
+from tcig.cli.entry import INTERRUPTED
 from tcig.errors import TCIGError
 
 logger = logging.getLogger("tcig")
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tcig: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("tcig: interrupted; finished files are kept, nothing half-written was left", file=sys.stderr)
+        print(INTERRUPTED, file=sys.stderr)
         return 130
     except BrokenPipeError:  # the reader of our output went away (e.g. `| head`)
         devnull = os.open(os.devnull, os.O_WRONLY)

@@ -26,7 +26,7 @@ import torch
 from PIL import Image
 
 from tcig.errors import ConfigError, TCIGError
-from tcig.io.files import read_input_text, read_json_object
+from tcig.io.files import not_there, read_input_text, read_json_object
 from tcig.io.names import check_name
 from tcig.layout import IGNORE, Layout
 from tcig.layout.readers import read_layout
@@ -64,7 +64,11 @@ def load_cases(spec: str) -> list[Case]:
             numbers = [int(p) for p in parts]
         except ValueError:
             numbers = []
-        if len(numbers) in (1, 2) and 0 < numbers[0] <= MAX_SCENES and (len(numbers) == 1 or numbers[1] >= 0):
+        if len(numbers) in (1, 2) and not 0 < numbers[0] <= MAX_SCENES:
+            raise ConfigError(f"'{spec}' asks for {numbers[0]} scenes; give a number of scenes in 1..{MAX_SCENES}")
+        if len(numbers) == 2 and numbers[1] < 0:
+            raise ConfigError(f"'{spec}' starts at seed {numbers[1]}; the first seed must be >= 0")
+        if len(numbers) in (1, 2):
             cases = scene_cases(*numbers)
     if cases is None:
         raise ConfigError(
@@ -96,7 +100,8 @@ def folder_cases(folder: Path) -> list[Case]:
     (``<stem>.json``, ``<stem>.legend.json``) and mask folders. A sidecar is never read as a layout; sub-folders that
     hold no mask are skipped (logged). A layout needs a prompt from itself or ``prompts.json``."""
     if not folder.is_dir():
-        raise ConfigError(f"case folder '{folder}' does not exist")
+        what = "is a file; give a folder of layouts" if folder.is_file() else not_there(folder)
+        raise ConfigError(f"case folder '{folder}' {what}")
     prompts_file = folder / "prompts.json"
     prompts = _read_prompts(prompts_file) if prompts_file.is_file() else {}
     pngs = {p.stem for p in folder.iterdir() if p.suffix.lower() == ".png" and p.is_file()}

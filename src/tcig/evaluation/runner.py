@@ -242,9 +242,7 @@ class ReportWriter:
     """Appends result lines (flushed and synced) and writes images atomically."""
 
     def __init__(self, out: Path) -> None:
-        self.out = out
-        (out / "images").mkdir(parents=True, exist_ok=True)
-        (out / "grids").mkdir(exist_ok=True)
+        self.out = out  # its subfolders are made with their first file, so a refused run leaves none
 
     def save_images(self, case: str, key: str, images: torch.Tensor) -> list[str]:
         folder = self.out / "images" / case
@@ -316,6 +314,8 @@ def evaluate(
     if pipe.refiner is not None:
         pipe.refiner.check_size(*plan.size)
         pipe.refiner.check(plan.settings.stage2)
+    for case in cases:  # every case's classes known to the guides, before anything is written
+        pipe.seg_terms(case.layout, 1)
     check_same_plan(out, plan)
     rows = read_results(out)
     done = {row_key(r) for r in rows}
@@ -475,4 +475,5 @@ def _write_grid(writer: ReportWriter, case: Case, rows: list[dict], size: tuple[
         seen.add(row["method"])
         with Image.open(writer.out / row["images"][0]) as image:
             panels.append((f"{row['method']} {row['miou']:.2f}", image.convert("RGB")))
+    (writer.out / "grids").mkdir(exist_ok=True)
     _atomic_save(contact_sheet(panels, height=max(128, size[0])), writer.out / "grids" / f"{case.name}.png")

@@ -3,12 +3,13 @@
 - :func:`read_input_text` refuses FIFOs, devices and folders, and files over a size limit, before reading them.
 - :func:`write_atomically` writes beside the target and renames over it, so a file is whole or absent.
 - :func:`read_json_lines` / :func:`append_json_line`: a resumable log of one JSON object per line. A corrupt line is
-  skipped and reported with its number; it never costs another line. An append after a torn last line starts a new
-  line, so the torn fragment stays one bad line instead of swallowing the next good one.
+  moved aside to ``<file>.corrupt`` and reported with its number; it never costs another line. An append after a
+  torn last line starts a new line, so the torn fragment stays one bad line instead of swallowing the next good one.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -24,6 +25,19 @@ MAX_JSON_BYTES = 16 * 1024 * 1024
 """Largest JSON input (manifest, model set, layout spec, legend, resumable logs) tcig reads."""
 
 
+def not_there(path: Path) -> str:
+    """Why ``path`` cannot be opened, for a message after its name: "does not exist", or what is wrong with the
+    symbolic link it is."""
+    if os.path.islink(path):
+        try:
+            os.stat(path)
+        except OSError as err:
+            if err.errno == errno.ELOOP:
+                return "is a loop of symbolic links; point the link at a file"
+        return f"is a symbolic link to '{os.readlink(path)}', which does not exist"
+    return "does not exist"
+
+
 def check_regular_file(
     path: Path, what: str, limit: int | None = MAX_JSON_BYTES, error: type[TCIGError] = ConfigError
 ) -> None:
@@ -31,8 +45,10 @@ def check_regular_file(
     try:
         info = os.stat(path)
     except FileNotFoundError:
-        raise error(f"{what} '{path}' does not exist") from None
+        raise error(f"{what} '{path}' {not_there(path)}") from None
     except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise error(f"{what} '{path}' {not_there(path)}") from None
         raise error(f"cannot read {what} '{path}': {err.strerror}") from None
     if stat.S_ISDIR(info.st_mode):
         raise error(f"{what} '{path}' is a folder; give a file")
@@ -53,6 +69,8 @@ def read_input_text(
         with open(path, "rb") as f:
             data = f.read(limit + 1)
     except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise error(f"{what} '{path}' {not_there(path)}") from None
         raise error(f"cannot read {what} '{path}': {err.strerror}") from None
     if len(data) > limit:  # grew while we looked, or a /proc-like file that reports no size
         raise error(f"{what} '{path}' is over the {limit:,}-byte limit; split or shrink it")
@@ -93,7 +111,9 @@ def write_json_atomically(path: Path, data: object, indent: int | None = 2) -> N
 
 
 def read_json_lines(path: Path, what: str = "") -> list[dict]:
-    """The JSON-object lines of ``path`` (none if it does not exist), skipping and logging each bad line by number.
+    """The JSON-object lines of ``path`` (none if it does not exist). Bad lines (a torn line, a bad edit) are moved
+    aside, appended to ``<path>.corrupt``, and ``path`` is rewritten without them, so that it stays JSON lines for
+    other tools; the warning says how many and where they went.
 
     Args:
         path: a file of one JSON object per line.
@@ -103,7 +123,8 @@ def read_json_lines(path: Path, what: str = "") -> list[dict]:
         return []
     check_regular_file(path, what or "the file", limit=None)
     rows: list[dict] = []
-    bad: list[int] = []
+    good: list[bytes] = []
+    bad: list[tuple[int, bytes]] = []
     with open(path, "rb") as f:
         for number, line in enumerate(f, start=1):
             if not line.strip():
@@ -114,14 +135,25 @@ def read_json_lines(path: Path, what: str = "") -> list[dict]:
                 row = None
             if isinstance(row, dict):
                 rows.append(row)
+                good.append(line if line.endswith(b"\n") else line + b"\n")
             else:
-                bad.append(number)
+                bad.append((number, line if line.endswith(b"\n") else line + b"\n"))
     if bad:
-        shown = ", ".join(map(str, bad[:10])) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
-        logger.warning(
-            "%s: skipped %d corrupt line(s) (line %s); their entries will be redone", what or path, len(bad), shown
-        )
+        aside = path.with_name(path.name + CORRUPT_SUFFIX)
+        with open(aside, "ab") as f:  # first kept aside, synced, and only then removed from the file
+            f.writelines(line for _, line in bad)
+            f.flush()
+            os.fsync(f.fileno())
+        write_atomically(path, lambda tmp: tmp.write_bytes(b"".join(good)))
+        numbers = [n for n, _ in bad]
+        shown = ", ".join(map(str, numbers[:10])) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
+        message = "%s: %d corrupt line(s) (line %s) moved to %s; their entries will be redone"
+        logger.warning(message, what or path, len(bad), shown, aside)
     return rows
+
+
+CORRUPT_SUFFIX = ".corrupt"
+"""What :func:`read_json_lines` appends to a file's name for the lines it moves aside."""
 
 
 def append_json_line(path: Path, row: dict) -> None:

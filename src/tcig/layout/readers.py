@@ -35,7 +35,7 @@ import torch
 from PIL import Image
 
 from tcig.errors import ConfigError, LayoutError
-from tcig.io.files import check_regular_file, read_json_object
+from tcig.io.files import check_regular_file, not_there, read_json_object
 from tcig.io.pictures import open_image
 from tcig.layout import IGNORE, Layout
 from tcig.layout.common import COMMENT_KEY, check_keys, check_prompt, finish_layout, string_map
@@ -76,7 +76,7 @@ def read_layout(
     if vocabulary is not None:
         load_vocabulary(vocabulary)  # fail early on an unknown name
     if not path.exists():
-        raise LayoutError(f"layout '{path}' does not exist; give a PNG, a JSON spec or a folder of masks")
+        raise LayoutError(f"layout '{path}' {not_there(path)}; give a PNG, a JSON spec or a folder of masks")
     if path.is_dir():
         if palette is not None or legend is not None or vocabulary is not None:
             raise ConfigError(f"'{path}' is a folder of masks; a legend, palette or vocabulary is for a PNG layout")
@@ -103,11 +103,14 @@ def read_layout_and_prompt(path: str | Path, prompt: str | None, where: str, **o
     """A layout with at least one labelled pixel, and the prompt: ``prompt`` if given, else the layout's own.
     ``where`` says where a prompt can be given, for the error when there is none; ``options`` go to
     :func:`read_layout`."""
+    if prompt is not None and not prompt.strip():
+        raise ConfigError("the prompt is empty; describe the image, or leave the prompt out to use the layout's own")
     layout = read_layout(path, **options)
     layout.check_labelled()
     prompt = prompt or layout.prompt
     if not prompt:
-        raise ConfigError(f'no prompt: {where}, or put a "prompt" in the layout\'s JSON')
+        own = "a prompt.txt in the mask folder" if Path(path).is_dir() else 'a "prompt" in the layout\'s JSON'
+        raise ConfigError(f"no prompt: {where}, or put {own}")
     return layout, prompt
 
 

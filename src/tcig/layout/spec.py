@@ -31,6 +31,10 @@ _SHAPES = {"rectangle": "rectangle", "rect": "rectangle", "box": "rectangle", "e
 _SHAPES |= {"oval": "ellipse", "circle": "ellipse", "polygon": "polygon", "poly": "polygon"}
 
 
+FAR_SIDES = 64
+"""Coordinates beyond this many image sides from the origin are clamped there (a box may reach past the image)."""
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -75,7 +79,12 @@ def read_spec(path: Path, data: dict[str, Any], max_pixels: int) -> Layout:
         if text is not None:
             old = texts.get(name)
             texts[name] = text if old is None or old == text else f"{old}; {text}"
-        xy = np.rint(np.asarray(coords, dtype=float) * scale).astype(int)
+        xy = np.asarray(coords, dtype=float) * scale
+        reach = FAR_SIDES * max(width, height)  # far enough to change no pixel inside, near enough for integers
+        if np.abs(xy).max() > reach:
+            logger.info("%s: region %d reaches far past the image; clamped to ±%d", where, i, reach)
+            xy = xy.clip(-reach, reach)
+        xy = np.rint(xy).astype(int)
         canvas = Image.new("1", (width, height), 0)
         draw = ImageDraw.Draw(canvas)
         if shape == "polygon":

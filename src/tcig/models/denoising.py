@@ -15,6 +15,7 @@ resolution-dependent μ). Samplers, guidance and region blending are written on 
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,6 +38,8 @@ velocity (noise − x0)."""
 MIN_ALPHA = 0.05
 """Floor of the signal level in guidance's ``sigma²/alpha`` (about the signal left at the end of Stable Diffusion's
 schedule): at pure noise (flow matching's sigma = 1) Tweedie's step would be infinite."""
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -68,11 +71,16 @@ class _Schedule:
 
     def start_index(self, levels: list[Level], strength: float, noise_level: float | None = None) -> int:
         """Where img2img starts in ``levels``: at ``strength`` of the schedule as the family's img2img pipeline
-        counts it, or, given ``noise_level``, at the level nearest to it on the flow-matching scale."""
+        counts it (at least one step before the end), or, given ``noise_level``, at the level nearest to it on the
+        flow-matching scale."""
         steps = len(levels) - 1
-        if noise_level is None:
-            return min(self.strength_index(steps, strength), steps)
-        return min(range(steps), key=lambda i: abs(levels[i].noise_level - noise_level))
+        if noise_level is not None:
+            return min(range(steps), key=lambda i: abs(levels[i].noise_level - noise_level))
+        index = self.strength_index(steps, strength)
+        if index >= steps:  # a low strength with few steps: one step rather than none
+            logger.info("strength %g of %d steps rounds to no denoising step; running one", strength, steps)
+            return steps - 1
+        return index
 
 
 class VPSchedule(_Schedule):

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from tcig.errors import ModelLoadError
+from tcig.io.files import not_there
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ def check_model_ref(ref: str, what: str, *, allow_pickle: bool = False) -> str:
         return ref
     path = Path(ref).expanduser()
     if not path.is_dir():
-        raise ModelLoadError(f"the {what} folder '{ref}' does not exist; check the path, or give a hub id instead")
+        raise ModelLoadError(f"the {what} folder '{ref}' {not_there(path)}; check the path, or give a hub id instead")
     if not (path / "config.json").is_file() and not (path / "model_index.json").is_file():
         raise ModelLoadError(
             f"the {what} folder '{ref}' has no config.json or model_index.json; "

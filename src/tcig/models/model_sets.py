@@ -4,7 +4,8 @@ A model set is one of the built-in names or a JSON file
 ``{"clip": ID, "segmenters": ["ID[:WEIGHT]", ...], "refiner": ID or null, "resolution": 512, "evaluator": ID,
 "stage1": {"steps": 100, ...}, "stage2": {"strength": 0.5, ...}, "class_colours": {"sky": [135, 206, 235]} or a JSON
 file, "demo_layout": FILE, "controlnet": ID, "control_palette": "ade20k" or a JSON file}`` whose relative paths are
-read relative to the file's folder. ``stage1``/``stage2`` hold the set's tuned defaults (fields of Stage1Settings /
+read relative to the file's folder (a name that exists beside the file, ``"segformer"``, is a folder there, not a
+hub id). ``stage1``/``stage2`` hold the set's tuned defaults (fields of Stage1Settings /
 Stage2Settings), checked when the file is read; an unknown key is an error (keys starting with ``_`` are comments).
 What is special about a set (the natural colours its world paints classes in, the layout its benchmark uses) is
 declared in it, never inferred from its name; the scenes world declares its sets as such files beside its models
@@ -190,7 +191,11 @@ def load_model_set(name_or_path: str) -> ModelSet:
         return value
 
     def resolve(ref: str | None) -> str | None:
-        return str((base / ref).resolve()) if ref and ref.startswith(".") else ref
+        """A path relative to the set's folder (``./x``, ``../x``, or ``x`` that exists beside the set), else the
+        reference as given (a hub id, an absolute path)."""
+        if ref and (ref.startswith(".") or (not Path(ref).is_absolute() and (base / ref).exists())):
+            return str((base / ref).resolve())
+        return ref
 
     if not isinstance(spec["segmenters"], list) or not spec["segmenters"]:
         raise ConfigError(f'{where}: "segmenters" must be a non-empty list of "ID[:WEIGHT]" or {{"id", "weight"}}')

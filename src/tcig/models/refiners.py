@@ -134,10 +134,7 @@ class SamplingRefiner:
         where it starts: ``noise_level`` when set, else ``strength`` of the schedule)."""
         den = self._den
         levels = den.schedule.levels(settings.steps, den.tokens(den.shape(1, height, width)))
-        levels = levels[den.schedule.start_index(levels, settings.strength, settings.noise_level) :]
-        if len(levels) < 2:
-            raise ConfigError(f"--strength {settings.strength} with {settings.steps} steps leaves no denoising step")
-        return levels
+        return levels[den.schedule.start_index(levels, settings.strength, settings.noise_level) :]
 
     @torch.no_grad()
     def refine(

@@ -1,5 +1,5 @@
 """Regenerate the drawn example layouts in this folder (beach.json, street.png + legend, masks_lake/) and the photo
-photo_lake.png.
+photos/lake.jpg.
 
 Run from the repository root: ``python examples/make_examples.py``. The COCO-Stuff example is a copied real map.
 """
@@ -103,13 +103,15 @@ def masks_lake() -> None:
 
 
 def photo_lake() -> None:
-    """A photo of the bundled scenes world, 64x64 (scene seed 12,000,007, outside every training and evaluation
-    range), to try ``tcig layout from-image`` and ``--init-image`` on the bundled models."""
+    """A photo of the bundled scenes world, 64x64 JPEG (scene seed 12,000,007, outside every training and evaluation
+    range), to try ``tcig layout from-image`` and ``--init-image`` on the bundled models. In its own folder, which
+    holds no layout, so that this folder stays a source of layouts (``tcig eval --cases folder:examples``)."""
     from tcig.scenes.render import render_scene
 
     scene = render_scene(12_000_007, 64)
-    Image.fromarray(scene.image).save(HERE / "photo_lake.png")
-    (HERE / "photo_lake.txt").write_text(scene.caption + "\n")
+    (HERE / "photos").mkdir(exist_ok=True)
+    Image.fromarray(scene.image).save(HERE / "photos" / "lake.jpg", quality=95)
+    (HERE / "photos" / "lake.txt").write_text(scene.caption + "\n")
 
 
 if __name__ == "__main__":

@@ -41,7 +41,8 @@ def test_ctrl_c_at_any_moment_is_one_line_and_exit_130(delay):
     _, err = proc.communicate(timeout=60)
     if proc.returncode == 0:  # it finished before the signal came: nothing to see
         return
-    assert proc.returncode == 130 and err.strip() == "tcig: interrupted; finished files are kept, nothing half-written was left"
+    assert proc.returncode == 130
+    assert err.strip() == "tcig: interrupted; finished files are kept, nothing half-written was left"
 
 
 def test_importing_the_package_does_not_import_torch():
@@ -134,7 +135,7 @@ def test_a_model_set_names_a_folder_beside_it_without_dot_slash(tmp_path, capsys
 
     assert load_model_set(str(tmp_path / "mine.json")).segmenters == ((str((tmp_path / "guide").resolve()), 1.0),)
     out = tmp_path / "layout.png"
-    photo = ROOT / "examples" / "photo_lake.png"
+    photo = ROOT / "examples" / "photos" / "lake.jpg"
     assert main(["layout", "from-image", str(photo), str(out), "--models", str(tmp_path / "mine.json")]) == 0
 
 

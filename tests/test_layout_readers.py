@@ -233,7 +233,7 @@ def test_truncated_png(tmp_path: Path) -> None:
     path = tmp_path / "cut.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 21, (64, 64), dtype=np.uint8)).save(path)
     path.write_bytes(path.read_bytes()[:200])
-    with pytest.raises(LayoutError, match=r"cannot decode '.*cut.png' .*damaged or incomplete"):
+    with pytest.raises(LayoutError, match=r"cannot decode '.*cut.png': the file is damaged or incomplete"):
         read_layout(path, vocabulary="voc")
 
 

@@ -15,7 +15,7 @@ from tcig.models.photo_layout import layout_from_photo, merge_small_regions
 from tcig.scenes.render import SCENE_CLASSES, render_scene
 
 ROOT = Path(__file__).resolve().parents[1]
-PHOTO = ROOT / "examples" / "photo_lake.png"
+PHOTO = ROOT / "examples" / "photos" / "lake.jpg"
 PHOTO_SEED = 12_000_007  # examples/make_examples.py renders the photo from this scene
 
 
@@ -24,7 +24,8 @@ def _from_image(out: Path, *extra) -> int:
 
 
 def test_the_example_photo_is_its_scene():
-    assert np.array_equal(np.asarray(Image.open(PHOTO)), render_scene(PHOTO_SEED, 64).image)
+    photo = np.asarray(Image.open(PHOTO)).astype(float)
+    assert np.abs(photo - render_scene(PHOTO_SEED, 64).image).mean() < 4  # up to JPEG's loss
 
 
 def test_a_photo_becomes_a_layout_that_generate_reads_back(tmp_path, capsys):

@@ -52,7 +52,7 @@ def test_a_strength_too_low_for_the_steps_runs_one_step_rather_than_none(refiner
     steps = []
     settings = Stage2Settings(strength=0.1, steps=6)
     images = torch.rand(1, 3, 64, 64)
-    out = refiner.refine(images, ["a boat"], settings, progress=False, callback=lambda step, total: steps.append(total))
+    out = refiner.refine(images, ["a boat"], settings, progress=False, callback=lambda _, total: steps.append(total))
     assert steps == [1] and not torch.equal(out, images)
     assert len(refiner.levels(settings, 64, 64)) == 2
 

@@ -38,6 +38,8 @@ class Job:
     stage: str | None = None
     step: int = 0
     steps: int = 0
+    cycle: int = 0
+    """The polish cycle a ``stage2`` or ``cycle`` step belongs to (0: the first refinement)."""
     preview: bytes | None = None
     preview_version: int = 0
     result: dict | None = None
@@ -51,9 +53,9 @@ class Job:
     def finished(self) -> bool:
         return self.state in ("done", "failed", "cancelled")
 
-    def progress(self, stage: str, step: int = 0, steps: int = 0) -> None:
+    def progress(self, stage: str, step: int = 0, steps: int = 0, cycle: int = 0) -> None:
         """Record progress; raises :class:`Cancelled` once the job was cancelled (call it between steps)."""
-        self.stage, self.step, self.steps = stage, step, steps
+        self.stage, self.step, self.steps, self.cycle = stage, step, steps, cycle
         if self.cancel_requested.is_set():
             raise Cancelled
 
@@ -134,6 +136,8 @@ class JobQueue:
             "stage": job.stage,
             "step": job.step,
             "steps": job.steps,
+            "cycle": job.cycle,
+            "cycles": getattr(job.request, "cycles", 0),
             "preview_version": job.preview_version,
             "result": job.result,
             "error": job.error,

@@ -98,6 +98,7 @@ class Handler(BaseHTTPRequestHandler):
             "/api/analyze": studio.analyze,
             "/api/layout": studio.load_layout,
             "/api/example": studio.load_example,
+            "/api/photo": studio.load_photo,
             "/api/classes": studio.add_class,
             "/api/generate": studio.submit,
         }

@@ -16,7 +16,7 @@ import torch
 from tcig import __version__
 from tcig.app.jobs import Job, JobQueue
 from tcig.app.painting import Painter, decode_png, encode_png, merged_labels, region_report
-from tcig.app.uploads import MAX_PIXELS, MAX_UPLOAD_BYTES, decode_files, read_uploaded_layout
+from tcig.app.uploads import MAX_PIXELS, MAX_UPLOAD_BYTES, decode_files, decode_photo, read_uploaded_layout
 from tcig.errors import ConfigError, LayoutError, TCIGError
 from tcig.io.names import check_name
 from tcig.io.outputs import output_files, output_names, write_outputs
@@ -26,6 +26,7 @@ from tcig.layout.convert import write_layout
 from tcig.layout.palettes import PALETTE_NAMES
 from tcig.layout.readers import read_layout
 from tcig.layout.vocabularies import VOCABULARY_NAMES
+from tcig.models.photo_layout import layout_from_photo, photo_at_long_side
 from tcig.pipeline import TCIGPipeline
 from tcig.settings import (
     MAX_SIDE,
@@ -68,6 +69,13 @@ class Request:
     sizes: dict
     base: str
     num_images: int = 1
+    init_image: tuple[str, torch.Tensor] | None = None
+    """A photo to edit by layout: its name and ``[1,3,H,W]`` in [0,1]."""
+
+    @property
+    def cycles(self) -> int:
+        """Polish cycles after the first refinement (for the page's polish bar)."""
+        return self.stage2.cycles if self.stage2 is not None else 0
 
 
 @dataclass
@@ -159,6 +167,13 @@ class Studio:
             raise LayoutError(f"there is no example '{str(name)[:80]}'; pick one of the gallery")
         return self._show(read_layout(self.gallery[name]["path"]), Path(name).stem)
 
+    def load_photo(self, body: dict) -> dict:
+        """A photo segmented by the guides (as ``tcig layout from-image``) and painted on a canvas of its aspect
+        ratio at the model set's resolution, to repaint; the page keeps the photo to edit it (``init_image``)."""
+        name, photo = decode_photo(body.get("files"))
+        layout = layout_from_photo(self.pipe.segmenters, photo_at_long_side(photo, self.pipe.resolution))
+        return self._show(layout, Path(name).stem)
+
     def add_class(self, body: dict) -> dict:
         with self._lock:
             self.painter = self.painter.with_class(str(body.get("name", "")))
@@ -217,7 +232,8 @@ class Studio:
         count = body.get("num_images", 1)
         if type(count) is not int or not 1 <= count <= MAX_APP_IMAGES:
             raise ConfigError(f"images per run must be a whole number from 1 to {MAX_APP_IMAGES}, got {count!r}"[:120])
-        return Request(layout, prompt.strip(), seed, stage1, stage2, vars(sizes), base, count)
+        photo = decode_photo([body["init_image"]]) if body.get("init_image") else None
+        return Request(layout, prompt.strip(), seed, stage1, stage2, vars(sizes), base, count, photo)
 
     # --- running ------------------------------------------------------------------------------------------------
 
@@ -232,7 +248,7 @@ class Studio:
                 step += 1
             if stage == "stage1" and (step % PREVIEW_EVERY == 0 or step == event["steps"]):
                 job.set_preview(encode_png(tensor_to_pil(event["images"][0].float().cpu())))
-            job.progress(stage, step, event["steps"])
+            job.progress(stage, step, event["steps"], event.get("cycle", 0))
 
         try:
             output = self.pipe(
@@ -243,6 +259,7 @@ class Studio:
                 stage2=req.stage2,
                 refine=req.stage2 is not None,
                 num_images=req.num_images,
+                init_image=req.init_image[1] if req.init_image else None,
                 generator=torch.Generator().manual_seed(req.seed),
                 callback=events,
                 progress=False,
@@ -260,6 +277,7 @@ class Studio:
             "seed": req.seed,
             "layout": layout_files[0].name,
             "source": "tcig app",
+            "init_image": req.init_image[0] if req.init_image else None,
             "model_set": self.pipe.model_set.to_dict() if self.pipe.model_set else self.pipe.describe(),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }

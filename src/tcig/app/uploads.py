@@ -9,7 +9,9 @@ import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath
 
-from tcig.errors import LayoutError
+import torch
+
+from tcig.errors import LayoutError, TCIGError
 from tcig.layout import Layout
 from tcig.layout.readers import read_layout
 
@@ -22,13 +24,16 @@ MAX_PIXELS = 4096 * 4096
 MAX_ZIP_MEMBERS = 512
 MAX_ZIP_BYTES = 256 * 2**20
 
+NO_LAYOUT = "choose a layout file to load (a PNG with its legend JSON, a JSON spec or a zip of masks)"
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
 
-def decode_files(files: object) -> list[tuple[str, bytes]]:
-    """``[(name, bytes)]`` from the page's ``[{"name": ..., "data": base64}]``, names reduced to safe base names."""
+def decode_files(files: object, missing: str = NO_LAYOUT) -> list[tuple[str, bytes]]:
+    """``[(name, bytes)]`` from the page's ``[{"name": ..., "data": base64}]``, names reduced to safe base names;
+    ``missing`` is the message when there is none."""
     if not isinstance(files, list) or not files:
-        raise LayoutError("choose a layout file to load (a PNG with its legend JSON, a JSON spec or a zip of masks)")
+        raise LayoutError(missing)
     if len(files) > 8:
         raise LayoutError("load one layout at a time: a PNG with its legend or classes JSON, a JSON spec or a zip")
     out = []
@@ -74,29 +79,36 @@ def read_uploaded_layout(
     if other:
         raise LayoutError(f"'{sorted(other)[0]}' is not a layout file: load a PNG, a JSON spec or a zip of masks")
     with tempfile.TemporaryDirectory(prefix="tcig-upload-") as tmp:
-        folder = Path(tmp)
-        if zips:
-            if len(files) > 1:
-                raise LayoutError("load a zip of masks on its own")
-            masks = folder / Path(zips[0]).stem
-            _extract_masks(files[0][1], masks)
-            return read_layout(masks, max_pixels=MAX_PIXELS)
-        if len(images) > 1:
-            raise LayoutError("load one layout image at a time (with its legend or classes JSON)")
-        if not images:
-            if len(specs) != 1:
-                raise LayoutError("load one JSON spec, or a layout PNG with its legend JSON")
-            (folder / specs[0]).write_bytes(files[0][1])
-            return read_layout(folder / specs[0], max_pixels=MAX_PIXELS)
-        if len(specs) > 1:
-            raise LayoutError("load a layout PNG with one legend or classes JSON")
-        image = folder / images[0]
-        data = dict(files)
-        image.write_bytes(data[images[0]])
-        if specs:
-            # beside the image under the name the readers look for, whatever it was called
-            image.with_suffix(".json").write_bytes(data[specs[0]])
-        return read_layout(image, vocabulary=vocabulary, palette=palette, max_pixels=MAX_PIXELS)
+        try:
+            return _read_in(Path(tmp), files, zips, images, specs, vocabulary, palette)
+        except TCIGError as err:  # the user knows their files by name, not by the server's temporary folder
+            raise type(err)(str(err).replace(f"{Path(tmp).resolve()}/", "").replace(f"{tmp}/", "")) from None
+
+
+def _read_in(folder: Path, files, zips: list[str], images: list[str], specs: list[str], vocabulary, palette) -> Layout:
+    """:func:`read_uploaded_layout`'s work, in the temporary ``folder``."""
+    if zips:
+        if len(files) > 1:
+            raise LayoutError("load a zip of masks on its own")
+        masks = folder / Path(zips[0]).stem
+        _extract_masks(files[0][1], masks)
+        return read_layout(masks, max_pixels=MAX_PIXELS)
+    if len(images) > 1:
+        raise LayoutError("load one layout image at a time (with its legend or classes JSON)")
+    if not images:
+        if len(specs) != 1:
+            raise LayoutError("load one JSON spec, or a layout PNG with its legend JSON")
+        (folder / specs[0]).write_bytes(files[0][1])
+        return read_layout(folder / specs[0], max_pixels=MAX_PIXELS)
+    if len(specs) > 1:
+        raise LayoutError("load a layout PNG with one legend or classes JSON")
+    image = folder / images[0]
+    data = dict(files)
+    image.write_bytes(data[images[0]])
+    if specs:
+        # beside the image under the name the readers look for, whatever it was called
+        image.with_suffix(".json").write_bytes(data[specs[0]])
+    return read_layout(image, vocabulary=vocabulary, palette=palette, max_pixels=MAX_PIXELS)
 
 
 def _extract_masks(data: bytes, folder: Path) -> None:
@@ -119,3 +131,20 @@ def _extract_masks(data: bytes, folder: Path) -> None:
             target.write_bytes(source.read(MAX_ZIP_BYTES + 1))
     if not members:
         raise LayoutError("the zip holds no mask images; zip a folder of one mask per class")
+
+
+def decode_photo(files: object) -> tuple[str, torch.Tensor]:
+    """The one photo of an upload (``[{"name", "data"}]``) as ``(name, FloatTensor[1,3,H,W] in [0,1])``."""
+    import io
+
+    from PIL import ImageOps
+
+    from tcig.io.pictures import open_image, pil_to_tensor
+
+    if isinstance(files, list) and len(files) > 1:
+        raise LayoutError("choose one photo")
+    ((name, data),) = decode_files(files, "choose a photo (PNG, JPEG, WebP, BMP or TIFF)")
+    if not name.lower().endswith(IMAGE_SUFFIXES):
+        raise LayoutError(f"'{name}' is not a photo: choose a PNG, JPEG, WebP, BMP or TIFF file")
+    image = ImageOps.exif_transpose(open_image(io.BytesIO(data), MAX_PIXELS, LayoutError, name=name))
+    return name, pil_to_tensor(image)[None]

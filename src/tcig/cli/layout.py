@@ -115,12 +115,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _from_image(args: argparse.Namespace) -> int:
-    import torch.nn.functional as F
-
     from tcig.io.pictures import read_photo
     from tcig.models.devices import resolve_device
     from tcig.models.model_sets import load_model_set, parse_segmenter_arg
-    from tcig.models.photo_layout import layout_from_photo
+    from tcig.models.photo_layout import layout_from_photo, photo_at_long_side
     from tcig.models.segmenters import load_segmenter
     from tcig.settings import MAX_SIDE
 
@@ -140,14 +138,11 @@ def _from_image(args: argparse.Namespace) -> int:
     refs = [parse_segmenter_arg(s) for s in args.segmenter] if args.segmenter else list(model_set.segmenters)
     device = resolve_device(args.device)
     segmenters = [(load_segmenter(ref, allow_pickle=args.allow_pickle).to(device), w) for ref, w in refs]
-    h, w = photo.shape[-2:]
-    scale = (args.size or model_set.resolution) / max(h, w)
-    size = (max(8, round(h * scale / 8) * 8), max(8, round(w * scale / 8) * 8))
-    photo = F.interpolate(photo, size=size, mode="bilinear", align_corners=False, antialias=True).clamp(0, 1)
+    photo = photo_at_long_side(photo, args.size or model_set.resolution)
     layout = layout_from_photo(segmenters, photo, classes=args.classes, min_region=args.min_region)
     layout.prompt = args.prompt.strip() if args.prompt else None
     shares = ", ".join(f"{name} {100 * share:.0f} %" for name, _, share in class_areas(layout))
-    logger.info("%s: %dx%d, %s", args.photo, size[1], size[0], shares)
+    logger.info("%s: %dx%d, %s", args.photo, layout.size[1], layout.size[0], shares)
     for path in write_layout(layout, out, "ids"):
         print(path)
     return 0

@@ -6,6 +6,7 @@ import colorsys
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -155,27 +156,30 @@ def pil_to_tensor(image: Image.Image) -> torch.Tensor:
     return torch.from_numpy(array).permute(2, 0, 1).contiguous()
 
 
-def open_image(path: Path, max_pixels: int, error: type[TCIGError] = TCIGError) -> Image.Image:
-    """Open and fully decode an image file, refusing one over ``max_pixels``; every failure is one ``error`` line
-    that names the file."""
+def open_image(
+    path: Path | BinaryIO, max_pixels: int, error: type[TCIGError] = TCIGError, name: str | None = None
+) -> Image.Image:
+    """Open and fully decode an image file (or bytes in a file object), refusing one over ``max_pixels``; every
+    failure is one ``error`` line that names the file (``name``, default the path)."""
+    shown = name or str(path)
     try:
         with Image.open(path) as img:
             width, height = img.size
             if width * height > max_pixels:
                 raise error(
-                    f"'{path}' is {width}x{height} = {width * height:,} pixels, over the limit of {max_pixels:,}; "
+                    f"'{shown}' is {width}x{height} = {width * height:,} pixels, over the limit of {max_pixels:,}; "
                     "downscale it"
                 )
             img.load()
             return img
     except UnidentifiedImageError:
-        raise error(f"'{path}' is not an image file (PNG, JPEG, WebP, BMP or TIFF)") from None
+        raise error(f"'{shown}' is not an image file (PNG, JPEG, WebP, BMP or TIFF)") from None
     except Image.DecompressionBombError as e:
         found = re.search(r"\((\d+) pixels\)", str(e))
         count = f" ({int(found.group(1)):,} pixels)" if found else ""
-        raise error(f"'{path}' is too large{count} to open safely; downscale it") from None
+        raise error(f"'{shown}' is too large{count} to open safely; downscale it") from None
     except (OSError, SyntaxError, ValueError, EOFError):
-        raise error(f"cannot decode '{path}': the file is damaged or incomplete; export it again") from None
+        raise error(f"cannot decode '{shown}': the file is damaged or incomplete; export it again") from None
 
 
 MAX_PHOTO_PIXELS = 8192 * 8192

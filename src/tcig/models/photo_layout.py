@@ -106,6 +106,14 @@ def merge_small_regions(labels: np.ndarray, min_pixels: int) -> tuple[np.ndarray
     return labels, merged
 
 
+def photo_at_long_side(photo: torch.Tensor, long_side: int) -> torch.Tensor:
+    """``photo[B,3,H,W]`` resized (antialiased) so that its long side is ``long_side``, sides multiples of 8."""
+    h, w = photo.shape[-2:]
+    scale = long_side / max(h, w)
+    size = (max(8, round(h * scale / 8) * 8), max(8, round(w * scale / 8) * 8))
+    return F.interpolate(photo, size=size, mode="bilinear", align_corners=False, antialias=True).clamp(0, 1)
+
+
 def layout_from_photo(
     segmenters: Sequence[tuple[Segmenter, float]],
     photo: torch.Tensor,

@@ -13,10 +13,13 @@ const state = {
   classes: [], // [{name, colour: "#rrggbb", rgb: [r, g, b]}]
   selected: 0,
   tool: "brush",
-  undo: [],
+  undo: [], // snapshots {width, height, data, name} of the canvas before each change
   areas: {},
+  zoom: 1, // 1: the canvas fits the view
+  photo: null, // {name, data}: the photo the layout was made from, to edit it
   name: "painting",
   job: null,
+  item: null, // the result shown
   timer: null,
   client: sessionStorage.getItem("tcig-client") || randomId(),
 };
@@ -34,11 +37,13 @@ function randomId() {
 
 // --- messages -------------------------------------------------------------------------------------------------
 
-function showMessage(text, kind = "error") {
+// One message box, shown next to the control that caused it (``near``: an element; default the Generate row).
+function showMessage(text, kind = "error", near = null) {
   const box = $("message");
   box.textContent = text;
   box.className = kind === "info" ? "info" : "";
   box.hidden = !text;
+  if (text) (near || $("generate-row")).insertAdjacentElement("afterend", box);
 }
 
 async function api(path, body) {
@@ -133,20 +138,35 @@ function newCanvas(width, height) {
   canvas.width = width;
   canvas.height = height;
   pixels = ctx.createImageData(width, height);
-  state.undo = [];
   $("canvas-width").value = width;
   $("canvas-height").value = height;
-  fitStage();
+  setZoom(1);
   redraw();
   analyzeSoon();
 }
 
-function fitStage() {
-  const box = 512;
-  const scale = box / Math.max(canvas.width, canvas.height);
+const VIEW_BOX = 512; // pixels the canvas takes on screen at zoom 1
+const ZOOMS = [0.5, 0.75, 1, 1.5, 2, 3, 4, 6, 8];
+
+function setZoom(zoom, anchor = null) {
+  const view = $("viewport");
+  const before = anchor && canvasPoint(anchor);
+  state.zoom = Math.min(ZOOMS[ZOOMS.length - 1], Math.max(ZOOMS[0], zoom));
+  const scale = (VIEW_BOX * state.zoom) / Math.max(canvas.width, canvas.height);
   const stage = $("stage");
   stage.style.width = `${Math.round(canvas.width * scale)}px`;
   stage.style.height = `${Math.round(canvas.height * scale)}px`;
+  $("zoom-value").textContent = `${Math.round(state.zoom * 100)} %`;
+  if (before) { // keep the pixel under the pointer where it was
+    const after = canvasPoint(anchor);
+    view.scrollLeft += ((before[0] - after[0]) * scale);
+    view.scrollTop += ((before[1] - after[1]) * scale);
+  }
+}
+
+function zoomStep(direction, anchor = null) {
+  const i = ZOOMS.findIndex((z) => z >= state.zoom - 1e-9);
+  setZoom(ZOOMS[Math.min(ZOOMS.length - 1, Math.max(0, i + direction))], anchor);
 }
 
 function redraw() {
@@ -154,14 +174,16 @@ function redraw() {
 }
 
 function pushUndo() {
-  state.undo.push(new Uint8ClampedArray(pixels.data));
+  state.undo.push({ width: canvas.width, height: canvas.height, data: new Uint8ClampedArray(pixels.data), name: state.name });
   if (state.undo.length > MAX_UNDO) state.undo.shift();
 }
 
 function undo() {
   const last = state.undo.pop();
   if (!last) return;
-  pixels.data.set(last);
+  if (last.width !== canvas.width || last.height !== canvas.height) newCanvas(last.width, last.height);
+  pixels.data.set(last.data);
+  state.name = last.name;
   redraw();
   analyzeSoon();
 }
@@ -226,21 +248,32 @@ function canvasPoint(event) {
 }
 
 let lastPoint = null;
+let pan = null; // {x, y, left, top} while dragging the view
+let spaceHeld = false;
+const view = $("viewport");
 
-canvas.addEventListener("pointerdown", (event) => {
+view.addEventListener("pointerdown", (event) => {
+  if (event.button === 1 || (event.button === 0 && spaceHeld)) { // pan: middle button, or Space + drag
+    event.preventDefault();
+    pan = { x: event.clientX, y: event.clientY, left: view.scrollLeft, top: view.scrollTop };
+    view.setPointerCapture(event.pointerId);
+    return;
+  }
   if (event.button !== 0) return;
   const colour = currentColour();
-  if (!colour) return showMessage("pick a class to paint first");
-  pushUndo();
+  if (!colour) return showMessage("pick a class to paint first", "error", $("classes"));
   const point = canvasPoint(event);
   if (state.tool === "fill") {
-    const x = Math.min(canvas.width - 1, Math.floor(point[0])), y = Math.min(canvas.height - 1, Math.floor(point[1]));
+    const x = Math.floor(point[0]), y = Math.floor(point[1]);
+    if (x < 0 || y < 0 || x >= canvas.width || y >= canvas.height) return; // a fill needs a pixel to start from
+    pushUndo();
     fill(x, y, colour);
     redraw();
     analyzeSoon();
     return;
   }
-  canvas.setPointerCapture(event.pointerId);
+  pushUndo();
+  view.setPointerCapture(event.pointerId); // a stroke may begin outside the canvas and cross it
   stamp(point[0], point[1], colour);
   lastPoint = point;
   redraw();
@@ -248,7 +281,7 @@ canvas.addEventListener("pointerdown", (event) => {
 
 function showBrush(event) {
   const cursor = $("brush-cursor");
-  cursor.hidden = state.tool === "fill" || !event;
+  cursor.hidden = state.tool === "fill" || !event || pan !== null;
   if (cursor.hidden) return;
   const rect = canvas.getBoundingClientRect();
   const size = (Number($("brush-size").value) * rect.width) / canvas.width;
@@ -257,24 +290,47 @@ function showBrush(event) {
   cursor.style.top = `${event.clientY - rect.top - size / 2}px`;
 }
 
-canvas.addEventListener("pointerleave", () => showBrush(null));
+function classAt(point) {
+  const x = Math.floor(point[0]), y = Math.floor(point[1]);
+  if (x < 0 || y < 0 || x >= canvas.width || y >= canvas.height) return null;
+  const i = (y * canvas.width + x) * 4, d = pixels.data;
+  if (d[i + 3] === 0) return { name: "don't care", x, y };
+  const found = state.classes.find((c) => c.rgb[0] === d[i] && c.rgb[1] === d[i + 1] && c.rgb[2] === d[i + 2]);
+  return { name: found ? found.name : "?", x, y };
+}
 
-canvas.addEventListener("pointermove", (event) => {
+view.addEventListener("pointerleave", () => { showBrush(null); $("pointer-info").textContent = ""; });
+
+view.addEventListener("pointermove", (event) => {
+  if (pan) {
+    view.scrollLeft = pan.left - (event.clientX - pan.x);
+    view.scrollTop = pan.top - (event.clientY - pan.y);
+    return;
+  }
   showBrush(event);
-  if (!lastPoint) return;
   const point = canvasPoint(event);
+  const under = classAt(point);
+  $("pointer-info").textContent = under ? `${under.name} (${under.x}, ${under.y})` : "";
+  if (!lastPoint) return;
   line(lastPoint, point, currentColour());
   lastPoint = point;
   redraw();
 });
 
 for (const name of ["pointerup", "pointercancel"]) {
-  canvas.addEventListener(name, () => {
+  view.addEventListener(name, () => {
+    pan = null;
     if (!lastPoint) return;
     lastPoint = null;
     analyzeSoon();
   });
 }
+
+view.addEventListener("wheel", (event) => {
+  if (!event.ctrlKey) return; // plain wheel scrolls the view
+  event.preventDefault();
+  zoomStep(event.deltaY < 0 ? 1 : -1, event);
+}, { passive: false });
 
 function setTool(tool) {
   state.tool = tool;
@@ -300,7 +356,7 @@ async function analyze() {
     const list = $("warnings");
     list.replaceChildren(...report.warnings.map((w) => Object.assign(document.createElement("li"), { textContent: w })));
   } catch (err) {
-    showMessage(err.message);
+    showMessage(err.message, "error", $("viewport"));
   }
   showAreas();
 }
@@ -331,6 +387,7 @@ async function showLayout(loaded) {
     image.onerror = () => reject(new Error("the layout could not be shown"));
     image.src = loaded.painting;
   });
+  pushUndo(); // what was painted comes back with Undo
   newCanvas(loaded.width, loaded.height);
   ctx.clearRect(0, 0, canvas.width, canvas.height);
   ctx.drawImage(image, 0, 0);
@@ -343,44 +400,88 @@ async function showLayout(loaded) {
 
 async function loadLayout() {
   const files = Array.from($("layout-files").files);
-  if (!files.length) return showMessage("choose a layout file first");
+  const near = $("load-layout");
+  if (!files.length) return showMessage("choose a layout file first", "error", near);
   const limit = state.config.limits.upload_bytes;
   const total = files.reduce((n, f) => n + f.size, 0);
   if (total * 4 / 3 > limit) {
-    return showMessage(`the files are ${(total / 2 ** 20).toFixed(1)} MiB, over the ${(limit / 2 ** 20 * 3 / 4).toFixed(0)} MiB limit; load a smaller layout`);
+    return showMessage(`the files are ${(total / 2 ** 20).toFixed(1)} MiB, over the ${(limit / 2 ** 20 * 3 / 4).toFixed(0)} MiB limit; load a smaller layout`, "error", near);
   }
   try {
     const payload = await Promise.all(files.map(async (f) => ({ name: f.name, data: await readBase64(f) })));
     const loaded = await api("/api/layout", { files: payload, vocabulary: $("vocabulary").value, palette: $("palette").value });
     await showLayout(loaded);
-    showMessage(`loaded ${files.map((f) => f.name).join(" + ")}`, "info");
+    showMessage(`loaded ${files.map((f) => f.name).join(" + ")} (Undo brings back what was painted)`, "info", near);
   } catch (err) {
-    showMessage(err.message);
+    showMessage(err.message, "error", near);
   }
 }
 
 async function loadExample(name) {
   try {
     await showLayout(await api("/api/example", { name }));
-    showMessage(`loaded example ${name}`, "info");
+    showMessage(`loaded example ${name} (Undo brings back what was painted)`, "info", $("examples"));
   } catch (err) {
-    showMessage(err.message);
+    showMessage(err.message, "error", $("examples"));
   }
 }
 
 function traceFile() {
   const file = $("trace-file").files[0];
   if (!file) return;
-  if (file.size > state.config.limits.upload_bytes) return showMessage("the photo is too large to trace; pick a smaller one");
+  const near = $("trace-row");
+  if (file.size > state.config.limits.upload_bytes) {
+    removeTrace();
+    return showMessage("the photo is too large to trace; pick a smaller one", "error", near);
+  }
   const reader = new FileReader();
-  reader.onload = () => {
-    const trace = $("trace");
-    trace.onerror = () => { trace.hidden = true; showMessage(`'${file.name}' is not an image the browser can show`); };
-    trace.onload = () => { trace.hidden = false; $("trace-remove").hidden = false; };
-    trace.src = String(reader.result);
+  reader.onload = () => showTrace(String(reader.result), file.name);
+  reader.readAsDataURL(file);
+}
+
+function showTrace(url, name) {
+  const trace = $("trace");
+  trace.onerror = () => {
+    removeTrace();
+    showMessage(`'${name}' is not an image the browser can show; choose a PNG, JPEG or WebP photo`, "error", $("trace-row"));
+  };
+  trace.onload = () => {
+    trace.hidden = false;
+    $("trace-remove").hidden = false;
     if (Number($("paint-opacity").value) === 100) { $("paint-opacity").value = 60; paintOpacity(); }
   };
-  reader.readAsDataURL(file);
+  trace.src = url;
+}
+
+function removeTrace() {
+  const trace = $("trace");
+  trace.hidden = true;
+  trace.removeAttribute("src");
+  $("trace-remove").hidden = true;
+  $("trace-file").value = "";
+  $("paint-opacity").value = 100;
+  paintOpacity();
+}
+
+async function startFromPhoto() {
+  const file = $("photo-file").files[0];
+  if (!file) return;
+  const near = $("photo-row");
+  if (file.size * 4 / 3 > state.config.limits.upload_bytes) {
+    return showMessage("the photo is too large; pick one under " + `${(state.config.limits.upload_bytes / 2 ** 20 * 3 / 4).toFixed(0)} MiB`, "error", near);
+  }
+  showMessage(`segmenting ${file.name}…`, "info", near);
+  try {
+    const photo = { name: file.name, data: await readBase64(file) };
+    await showLayout(await api("/api/photo", { files: [photo] }));
+    state.photo = photo;
+    $("keep-photo").checked = true;
+    $("keep-photo-label").hidden = false;
+    showTrace(`data:${file.type || "image/png"};base64,${photo.data}`, file.name);
+    showMessage(`segmented ${file.name}: repaint what should change; the rest of the photo is kept (Undo brings back what was painted)`, "info", near);
+  } catch (err) {
+    showMessage(err.message, "error", near);
+  }
 }
 
 function paintOpacity() {
@@ -447,28 +548,33 @@ function settings() {
 // --- generating -----------------------------------------------------------------------------------------------
 
 const STAGE_TEXT = {
-  starting: "starting",
-  init: "drawing the start images (kept on disk for the next runs)",
+  starting: "starting: reading the layout, preparing the start images",
+  init: "drawing the start images",
   stage1: "stage 1: optimizing the layout",
   stage2: "stage 2: refining",
   cycle: "polishing the layout",
+  polish: "polishing the layout",
   saving: "saving the files",
 };
 
 async function generate() {
   const prompt = $("prompt").value.trim();
-  if (!prompt) return showMessage("type a prompt that describes the image");
+  if (!prompt) return showMessage("type a prompt that describes the image", "error", $("prompt"));
   const seed = $("seed").value.trim();
-  if (!/^\d+$/.test(seed)) return showMessage("the seed must be a whole number >= 0");
+  if (!/^\d+$/.test(seed)) return showMessage("the seed must be a whole number >= 0", "error", $("seed").closest(".row"));
   const count = Number($("num-images").value), most = state.config.limits.images;
-  if (!(Number.isInteger(count) && count >= 1 && count <= most)) return showMessage(`images per run: 1 to ${most}`);
+  if (!(Number.isInteger(count) && count >= 1 && count <= most)) {
+    return showMessage(`images per run: 1 to ${most}`, "error", $("num-images").closest(".row"));
+  }
   showMessage("");
   try {
     const status = await api("/api/generate", {
       client: state.client, painting: painting(), region_texts: regionTexts(), prompt, seed: Number(seed),
       refine: $("refine").checked, settings: settings(), name: state.name, num_images: count,
+      init_image: state.photo && $("keep-photo").checked ? state.photo : undefined,
     });
     state.job = status.id;
+    state.item = null;
     $("preview").removeAttribute("src");
     $("final").removeAttribute("src");
     $("downloads").replaceChildren();
@@ -497,24 +603,47 @@ function poll() {
   }, POLL_MS);
 }
 
+const BARS = ["init", "stage1", "stage2", "polish"];
+
+// The phase a status is in and how far through it: the polish phase (each cycle's stage-1 steps, then its
+// refinement) is one bar, so its counter never starts again mid-phase.
+function phase(status) {
+  const fraction = status.steps ? status.step / status.steps : 0;
+  if (status.stage === "starting") return { bar: "init", fraction: null };
+  if (status.stage === "cycle" || (status.stage === "stage2" && status.cycle > 0)) {
+    const cycles = Math.max(1, status.cycles || 1);
+    const within = status.stage === "cycle" ? fraction / 2 : 0.5 + fraction / 2;
+    return { bar: "polish", fraction: (status.cycle - 1 + within) / cycles };
+  }
+  return { bar: status.stage, fraction };
+}
+
+function setBars(current, fraction) {
+  const at = current === "done" ? BARS.length : BARS.indexOf(current);
+  BARS.forEach((name, i) => {
+    const bar = $(`progress-${name}`);
+    if (i === at && fraction === null) bar.removeAttribute("value"); // busy, no count yet
+    else bar.value = i < at ? 1 : i === at ? fraction : 0;
+  });
+}
+
 function showStatus(status) {
-  const s0 = $("progress-init"), s1 = $("progress-stage1"), s2 = $("progress-stage2");
   let text = "";
   if (status.state === "queued") {
     text = status.position > 1 ? `waiting: ${status.position - 1} run(s) ahead` : "waiting for the current run";
-    s0.value = 0; s1.value = 0; s2.value = 0;
+    setBars("init", null);
   } else if (status.state === "running") {
-    text = STAGE_TEXT[status.stage] || status.stage || "running";
-    if (status.steps) text += ` — step ${status.step} of ${status.steps}`;
-    const fraction = status.steps ? status.step / status.steps : 0;
-    if (status.stage === "init") { s0.value = fraction; s1.value = 0; s2.value = 0; }
-    if (status.stage === "stage1") { s0.value = 1; s1.value = fraction; s2.value = 0; }
-    if (status.stage === "stage2" || status.stage === "cycle") { s0.value = 1; s1.value = 1; s2.value = fraction; }
+    const now = phase(status);
+    text = STAGE_TEXT[now.bar === "polish" ? "polish" : status.stage] || status.stage || "running";
+    if (now.bar === "polish") text += ` — ${Math.round(100 * now.fraction)} %`;
+    else if (status.steps) text += ` — step ${status.step} of ${status.steps}`;
+    if (BARS.includes(now.bar)) setBars(now.bar, now.fraction);
   } else if (status.state === "done") {
     text = `done in ${status.result.timings.total_s.toFixed(1)} s: ${status.result.name}`;
-    s0.value = 1; s1.value = 1; s2.value = 1;
+    setBars("done", 1);
   } else if (status.state === "cancelled") {
     text = "cancelled";
+    BARS.forEach((name) => { const bar = $(`progress-${name}`); if (!bar.hasAttribute("value")) bar.value = 0; });
   } else if (status.state === "failed") {
     text = "failed";
     showMessage(status.error);
@@ -557,7 +686,9 @@ function showResult(result) {
 }
 
 function showItem(item) {
-  $("final").src = item.outlined;
+  state.item = item;
+  $("final").src = $("outline-toggle").checked ? item.outlined : item.files.image;
+  $("final").alt = `${item.name}${$("outline-toggle").checked ? ", layout outlined" : ""}`;
   $("downloads").replaceChildren(...downloadLinks(item));
 }
 
@@ -623,12 +754,20 @@ $("undo").addEventListener("click", undo);
 $("clear").addEventListener("click", () => { pushUndo(); pixels.data.fill(0); redraw(); analyzeSoon(); });
 $("new-canvas").addEventListener("click", () => {
   const w = Number($("canvas-width").value), h = Number($("canvas-height").value), max = state.config.canvas.max_side;
+  const near = $("new-canvas").closest(".row");
   if (!(w >= 8 && h >= 8 && w <= max && h <= max && w % 8 === 0 && h % 8 === 0)) {
-    return showMessage(`width and height must be multiples of 8 from 8 to ${max}`);
+    return showMessage(`width and height must be multiples of 8 from 8 to ${max}`, "error", near);
   }
+  pushUndo();
   state.name = "painting";
   newCanvas(w, h);
+  showMessage("a new canvas; Undo (Ctrl+Z) brings back what was painted", "info", near);
 });
+$("zoom-in").addEventListener("click", () => zoomStep(1));
+$("zoom-out").addEventListener("click", () => zoomStep(-1));
+$("zoom-fit").addEventListener("click", () => setZoom(1));
+$("photo-file").addEventListener("change", startFromPhoto);
+$("outline-toggle").addEventListener("change", () => { if (state.item) showItem(state.item); });
 $("class-filter").addEventListener("input", filterClasses);
 $("add-class-button").addEventListener("click", async () => {
   try {
@@ -636,22 +775,39 @@ $("add-class-button").addEventListener("click", async () => {
     setClasses(answer.classes);
     $("new-class").value = "";
   } catch (err) {
-    showMessage(err.message);
+    showMessage(err.message, "error", $("add-class"));
   }
 });
 $("load-layout").addEventListener("click", loadLayout);
 $("trace-file").addEventListener("change", traceFile);
-$("trace-remove").addEventListener("click", () => {
-  $("trace").hidden = true; $("trace").removeAttribute("src"); $("trace-remove").hidden = true; $("trace-file").value = "";
-});
+$("trace-remove").addEventListener("click", removeTrace);
 $("paint-opacity").addEventListener("input", paintOpacity);
 $("random-seed").addEventListener("click", () => { $("seed").value = Math.floor(Math.random() * 2 ** 31); });
 $("generate").addEventListener("click", generate);
 $("cancel").addEventListener("click", cancel);
+function setBrushSize(size) {
+  const slider = $("brush-size");
+  slider.value = Math.min(Number(slider.max), Math.max(Number(slider.min), size));
+  $("brush-size-value").textContent = slider.value;
+}
+
 document.addEventListener("keydown", (event) => {
+  const ctrl = event.ctrlKey || event.metaKey;
+  if (ctrl && event.key === "Enter") { event.preventDefault(); generate(); return; } // from the prompt too
   if (["INPUT", "TEXTAREA", "SELECT"].includes(document.activeElement.tagName)) return;
-  if ((event.ctrlKey || event.metaKey) && event.key === "z") { event.preventDefault(); undo(); return; }
-  const tools = { b: "brush", f: "fill", e: "eraser" };
-  if (tools[event.key]) setTool(tools[event.key]);
+  if (ctrl && event.key === "z") { event.preventDefault(); undo(); return; }
+  if (ctrl || event.altKey) return;
+  if (event.key === " ") { event.preventDefault(); spaceHeld = true; view.classList.add("panning"); return; }
+  const size = Number($("brush-size").value);
+  const keys = {
+    b: () => setTool("brush"), f: () => setTool("fill"), e: () => setTool("eraser"),
+    "[": () => setBrushSize(size - Math.max(1, Math.round(size / 8))),
+    "]": () => setBrushSize(size + Math.max(1, Math.round(size / 8))),
+    "+": () => zoomStep(1), "=": () => zoomStep(1), "-": () => zoomStep(-1), 0: () => setZoom(1),
+  };
+  if (keys[event.key]) { event.preventDefault(); keys[event.key](); }
+});
+document.addEventListener("keyup", (event) => {
+  if (event.key === " ") { spaceHeld = false; view.classList.remove("panning"); }
 });
 start();

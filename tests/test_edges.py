@@ -161,3 +161,15 @@ def test_an_eval_summary_counts_the_cases_its_table_shows(tmp_path):
     header = json.loads((out / "summary.json").read_text())["header"]
     assert header["cases"] == 3 and "1 run now" in header["case_sources"]
     assert "- cases: 3 (" in (out / "summary.md").read_text()
+
+
+def test_generate_batch_and_app_take_the_same_component_flags():
+    from tcig.cli.main import build_parser
+
+    parser = build_parser([])
+    commands = parser._subparsers._group_actions[0].choices
+    names = ("generate", "batch", "app")
+    flags = {name: {s for a in commands[name]._actions for s in a.option_strings} for name in names}
+    components = {"--models", "--clip", "--segmenter", "--refiner", "--allow-pickle", "--no-cache", "--preset"}
+    assert all(components <= found for found in flags.values())
+    assert {"--compile", "--channels-last"} <= flags["batch"] & flags["generate"]

@@ -12,15 +12,14 @@ from tcig.cli.common import (
     Command,
     HelpContext,
     add_device_arguments,
-    add_loading_arguments,
+    add_model_arguments,
     add_output_arguments,
-    add_preset_argument,
+    chosen_model_set,
     output_folder,
     start_cache,
     wait_seconds,
 )
 from tcig.errors import ConfigError
-from tcig.models.model_sets import BUILTIN, load_model_set
 
 logger = logging.getLogger("tcig")
 
@@ -29,11 +28,6 @@ DEFAULT_OUT = "tcig-app"
 
 
 def add_arguments(parser: argparse.ArgumentParser, context: HelpContext) -> None:
-    parser.add_argument(
-        "--models",
-        default="scenes",
-        help=f"model set: {', '.join(BUILTIN)} or a model-set JSON file (default scenes: the bundled offline models)",
-    )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine)")
     parser.add_argument(
         "--allow-remote",
@@ -52,9 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser, context: HelpContext) -> None
         help="folder of example layouts for the gallery (default ./examples, else the project's)",
     )
     parser.add_argument("--open", action="store_true", help="open the page in the default web browser")
+    add_model_arguments(parser, "scenes", ": the bundled offline models")
     add_device_arguments(parser)
-    add_loading_arguments(parser)
-    add_preset_argument(parser)
     parser.add_argument("-v", "--verbose", action="store_true", help="log details")
 
 
@@ -74,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     examples = _examples_folder(args.examples)
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, device)
-    model_set = load_model_set(args.models).with_preset(args.preset)
+    model_set = chosen_model_set(args)
     with output_folder(args.out, wait=wait_seconds(args)) as out_dir:
         try:  # before the models load, so that a busy port fails at once
             server = AppServer((args.host, args.port), local_only=not args.allow_remote)

@@ -155,13 +155,16 @@ def add_preset_argument(group) -> None:
     )
 
 
-def add_model_arguments(group) -> None:
-    """``--models`` and the components that replace the set's (``--clip``, ``--segmenter``, ``--refiner``), with
-    ``--allow-pickle``, ``--no-cache`` and ``--preset``: what ``tcig generate`` and ``tcig batch`` load."""
+def add_model_arguments(group, default: str = "sd15", why: str = "") -> None:
+    """``--models`` (``default``, with ``why`` in its help) and the components that replace the set's (``--clip``,
+    ``--segmenter``, ``--refiner``), with ``--allow-pickle``, ``--no-cache`` and ``--preset``: what ``tcig generate``,
+    ``tcig batch`` and ``tcig app`` load."""
     from tcig.models.model_sets import BUILTIN
 
     group.add_argument(
-        "--models", default="sd15", help=f"model set: {', '.join(BUILTIN)} or a model-set JSON file (default sd15)"
+        "--models",
+        default=default,
+        help=f"model set: {', '.join(BUILTIN)} or a model-set JSON file (default {default}{why})",
     )
     group.add_argument("--clip", help="override the CLIP model (hub id or folder)")
     group.add_argument(

@@ -350,6 +350,10 @@ def test_zoom_pan_keys_and_the_class_under_the_pointer(page):
     assert page.locator("#stage").bounding_box()["width"] == pytest.approx(2 * width, rel=0.02)
     assert page.inner_text("#zoom-value") == "200 %"
     view = page.locator("#viewport")
+    view.evaluate("v => { v.scrollLeft = 0; v.scrollTop = 0; }")  # the top-left corner is reachable
+    corner = page.locator("#stage").bounding_box()
+    viewport_box = view.bounding_box()
+    assert corner["x"] >= viewport_box["x"] and corner["y"] >= viewport_box["y"]
     before = view.evaluate("v => [v.scrollLeft, v.scrollTop]")
     x, y = centre(page)
     page.mouse.move(x, y)

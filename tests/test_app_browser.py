@@ -308,11 +308,12 @@ def test_loading_an_example_or_a_new_canvas_is_undone(page):
     page.click('.tool[data-tool="fill"]')
     page.mouse.click(*centre(page))
     painted, _ = canvas_labels(page)
+    page.fill("#prompt", "my own words")
     page.click('#examples button[data-name="scene_beach.json"]')
     page.wait_for_function("document.getElementById('message').textContent.startsWith('loaded example')")
-    assert not np.array_equal(canvas_labels(page)[0], painted)
-    page.keyboard.press("Control+z")
-    assert np.array_equal(canvas_labels(page)[0], painted)
+    assert not np.array_equal(canvas_labels(page)[0], painted) and page.input_value("#prompt") != "my own words"
+    page.keyboard.press("Control+z")  # the focus is on the example's button, not in a text field
+    assert np.array_equal(canvas_labels(page)[0], painted) and page.input_value("#prompt") == "my own words"
     page.fill("#canvas-width", "128")
     page.fill("#canvas-height", "64")
     page.click("#new-canvas")

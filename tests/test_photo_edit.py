@@ -148,3 +148,19 @@ def test_an_init_image_of_the_wrong_shape_or_range_is_refused():
     with pytest.raises(Exception, match=r"values in \[0, 1\]"):
         pipe.photo_at(torch.rand(3, 8, 8) * 2, (8, 8), 1)
     assert pipe.photo_at(torch.rand(3, 8, 16), (16, 32), 2).shape == (2, 3, 16, 32)
+
+
+def test_a_16_bit_photo_reads_like_its_8_bit_self_and_the_photo_is_never_overwritten(tmp_path, capsys):
+    grey = np.asarray(Image.open(PHOTO).convert("L"))
+    Image.fromarray(grey).save(tmp_path / "grey8.png")
+    Image.fromarray(grey.astype(np.uint16) * 257).save(tmp_path / "grey16.png")  # 16-bit, the full range
+    for name in ("grey8", "grey16"):
+        args = ["layout", "from-image", str(tmp_path / f"{name}.png"), str(tmp_path / f"{name}_layout.png")]
+        assert main([*args, "--models", "scenes"]) == 0
+    a, b = (read_layout(tmp_path / f"{n}_layout.png") for n in ("grey8", "grey16"))
+    assert a.classes == b.classes and (a.label_map == b.label_map).float().mean() > 0.99
+    capsys.readouterr()
+    before = (tmp_path / "grey8.png").read_bytes()
+    assert main(["layout", "from-image", str(tmp_path / "grey8.png"), str(tmp_path / "grey8.png")]) == 2
+    assert "would overwrite the photo" in capsys.readouterr().err
+    assert (tmp_path / "grey8.png").read_bytes() == before

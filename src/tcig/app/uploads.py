@@ -137,14 +137,11 @@ def decode_photo(files: object) -> tuple[str, torch.Tensor]:
     """The one photo of an upload (``[{"name", "data"}]``) as ``(name, FloatTensor[1,3,H,W] in [0,1])``."""
     import io
 
-    from PIL import ImageOps
-
-    from tcig.io.pictures import open_image, pil_to_tensor
+    from tcig.io.pictures import open_image, photo_tensor
 
     if isinstance(files, list) and len(files) > 1:
         raise LayoutError("choose one photo")
     ((name, data),) = decode_files(files, "choose a photo (PNG, JPEG, WebP, BMP or TIFF)")
     if not name.lower().endswith(IMAGE_SUFFIXES):
         raise LayoutError(f"'{name}' is not a photo: choose a PNG, JPEG, WebP, BMP or TIFF file")
-    image = ImageOps.exif_transpose(open_image(io.BytesIO(data), MAX_PIXELS, LayoutError, name=name))
-    return name, pil_to_tensor(image)[None]
+    return name, photo_tensor(open_image(io.BytesIO(data), MAX_PIXELS, LayoutError, name=name))

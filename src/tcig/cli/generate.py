@@ -118,6 +118,8 @@ def run(args: argparse.Namespace) -> int:
         stem = check_name(f"{Path(args.layout.rstrip('/')).stem}_s{args.seed}", "the layout's file name (give --name)")
     layout, prompt = read_layout_and_prompt(args.layout, args.prompt, "pass --prompt", **layout_options(args))
     photo = read_photo(args.init_image) if args.init_image is not None else None
+    if photo is None and args.keep_photo is not None:
+        logger.warning("--keep-photo has no effect without --init-image")
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, device)
     model_set = chosen_model_set(args)

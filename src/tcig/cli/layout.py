@@ -127,6 +127,9 @@ def _from_image(args: argparse.Namespace) -> int:
         raise ConfigError(f"'{args.out}' must be a .png file (the label ids; the class names go beside it as .json)")
     if not out.parent.is_dir():
         raise ConfigError(f"the folder of '{args.out}' does not exist; create it first")
+    photo_file = Path(args.photo).expanduser().resolve()
+    if photo_file in (out.resolve(), out.with_suffix(".json").resolve()):
+        raise ConfigError(f"'{args.out}' would overwrite the photo; give another output file")
     if args.size is not None and not (8 <= args.size <= MAX_SIDE and args.size % 8 == 0):
         raise ConfigError(f"--size must be a multiple of 8 from 8 to {MAX_SIDE}, got {args.size}")
     if not 0 <= args.min_region < 1:

@@ -11,7 +11,7 @@ from typing import BinaryIO
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
+from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 
 from tcig.errors import TCIGError
 from tcig.layout import IGNORE, Layout
@@ -188,11 +188,20 @@ MAX_PHOTO_PIXELS = 8192 * 8192
 
 def read_photo(path: str | Path, max_pixels: int = MAX_PHOTO_PIXELS) -> torch.Tensor:
     """A photo file as ``FloatTensor[1, 3, H, W]`` in [0, 1] (transparency dropped, EXIF rotation applied)."""
-    from PIL import ImageOps
-
     from tcig.io.files import check_regular_file
 
     file = Path(path).expanduser()
     check_regular_file(file, "photo", limit=None)
-    image = ImageOps.exif_transpose(open_image(file, max_pixels))
+    return photo_tensor(open_image(file, max_pixels))
+
+
+def photo_tensor(image: Image.Image) -> torch.Tensor:
+    """A decoded photo as ``FloatTensor[1, 3, H, W]`` in [0, 1], turned as its EXIF says; 16-bit and float grey
+    images are scaled by their own range (PIL's RGB conversion would clip them to white)."""
+    image = ImageOps.exif_transpose(image)
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        grey = np.asarray(image, dtype=np.float32)
+        top = 65535.0 if image.mode.startswith("I;16") else max(float(grey.max()), 1e-6)
+        grey = torch.from_numpy(np.clip(grey / top, 0, 1))
+        return grey.expand(3, -1, -1)[None].contiguous()
     return pil_to_tensor(image)[None]

@@ -13,7 +13,7 @@ const state = {
   classes: [], // [{name, colour: "#rrggbb", rgb: [r, g, b]}]
   selected: 0,
   tool: "brush",
-  undo: [], // snapshots {width, height, data, name} of the canvas before each change
+  undo: [], // snapshots {width, height, data, name, prompt, texts} before each change of the canvas
   areas: {},
   zoom: 1, // 1: the canvas fits the view
   photo: null, // {name, data}: the photo the layout was made from, to edit it
@@ -174,7 +174,10 @@ function redraw() {
 }
 
 function pushUndo() {
-  state.undo.push({ width: canvas.width, height: canvas.height, data: new Uint8ClampedArray(pixels.data), name: state.name });
+  state.undo.push({
+    width: canvas.width, height: canvas.height, data: new Uint8ClampedArray(pixels.data), name: state.name,
+    prompt: $("prompt").value, texts: regionTexts(), // a loaded layout may replace these too
+  });
   if (state.undo.length > MAX_UNDO) state.undo.shift();
 }
 
@@ -184,6 +187,8 @@ function undo() {
   if (last.width !== canvas.width || last.height !== canvas.height) newCanvas(last.width, last.height);
   pixels.data.set(last.data);
   state.name = last.name;
+  $("prompt").value = last.prompt;
+  setRegionTexts(last.texts);
   redraw();
   analyzeSoon();
 }

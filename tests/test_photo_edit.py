@@ -164,3 +164,16 @@ def test_a_16_bit_photo_reads_like_its_8_bit_self_and_the_photo_is_never_overwri
     assert main(["layout", "from-image", str(tmp_path / "grey8.png"), str(tmp_path / "grey8.png")]) == 2
     assert "would overwrite the photo" in capsys.readouterr().err
     assert (tmp_path / "grey8.png").read_bytes() == before
+
+
+def test_the_guides_vocabularies_merge_by_name_and_synonym():
+    """The bundled guides: two with the 12 scene classes, a specialist with background, ship, stone and clouds."""
+    from tcig.models.model_sets import load_model_set
+    from tcig.models.photo_layout import class_probabilities
+    from tcig.models.segmenters import load_segmenter
+
+    guides = [(load_segmenter(ref), w) for ref, w in load_model_set("scenes").segmenters]
+    assert "ship" in guides[2][0].labels and "background" in guides[2][0].labels
+    probs, names = class_probabilities(guides, torch.rand(1, 3, 32, 32))
+    assert names == list(SCENE_CLASSES) and probs.shape == (1, 12, 32, 32)
+    assert torch.allclose(probs.sum(1), torch.ones(1, 32, 32), atol=0.35)  # averaged per class, not summed

@@ -300,7 +300,9 @@ class TCIGPipeline:
         if init_image is not None:
             photo = self.photo_at(init_image, layout.size, num_images)
             init = F.interpolate(photo, size=(h1, w1), mode="bilinear", align_corners=False, antialias=True)
-            keep = stage1.keep_photo * unchanged_mask(self.segmenters, photo, layout).to(self.device)
+            keep = unchanged_mask(self.segmenters, init, layout.resized(h1, w1, "stretch"))  # as the guides see it
+            keep = stage1.keep_photo * F.interpolate(keep, size=layout.size, mode="bilinear", align_corners=False)
+            keep = keep.to(self.device)
             logger.info("editing the photo: %.0f %% of it is kept", 100 * float(keep.mean()))
         else:
             init = self.initial_images(

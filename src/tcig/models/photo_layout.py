@@ -14,7 +14,6 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy import ndimage
 
 from tcig.errors import ConfigError
 from tcig.layout import IGNORE, Layout
@@ -80,6 +79,8 @@ def _is_background(label: str) -> bool:
 def merge_small_regions(labels: np.ndarray, min_pixels: int) -> tuple[np.ndarray, int]:
     """``labels[H,W]`` with every 4-connected region of fewer than ``min_pixels`` pixels given the class most common
     on its border; returns the cleaned map and how many regions were merged."""
+    from scipy import ndimage  # here: the command line imports this module for its defaults
+
     labels = labels.copy()
     merged = 0
     for _ in range(4):  # a speck inside a speck is settled on the next pass

@@ -227,20 +227,26 @@ def _scoring_models(args, model_set, evaluator_ref: str, pipe, device):
     return evaluator, score_clip, features, args.features
 
 
-def _header(args, cases, model_set, guide_sets, evaluator_ref, score_clip_ref, features_ref, pipe, device) -> dict:
+def _header(args, cases, rows, model_set, guide_sets, evaluator_ref, features_ref, pipe, device) -> dict:
+    """What the summary says above its table; it counts the cases the table shows (``rows``: the folder's, earlier
+    runs' included)."""
     size = args.size or model_set.resolution
+    sources = ", ".join(args.cases or ["scenes:100"]) + (" (COCO protocol)" if args.coco_protocol else "")
+    shown = len({row["case"] for row in rows})
+    if shown != len(cases):  # the folder holds cases of earlier runs too: the table shows them all
+        sources += f"; {len(cases)} run now, the others by earlier runs into this folder"
     return {
         "title": args.title,
         "tcig_version": __version__,
-        "cases": len(cases),
-        "case_sources": ", ".join(args.cases or ["scenes:100"]) + (" (COCO protocol)" if args.coco_protocol else ""),
+        "cases": shown,
+        "case_sources": sources,
         "seed": args.seed,
         "size": f"{size}x{size}",
         "num_images": args.num_images,
         "model_set": model_set.to_dict(),
         "guides": "; ".join(f"{name}: {', '.join(s.name for s, _ in segs)}" for name, segs in guide_sets.items()),
         "evaluator": evaluator_ref,
-        "clip_score_model": score_clip_ref,
+        "clip_score_model": args.clip_score_model or model_set.clip,
         "features": features_ref,
         "dtype": pipe.stage2_dtype,
         "sampler": pipe.refiner.sampler if pipe.refiner is not None else None,
@@ -286,12 +292,7 @@ def run(args: argparse.Namespace) -> int:
         start = time.perf_counter()
         scorers = Scorers(evaluator, score_clip)
         rows = evaluate(pipe, cases, plan, scorers, out, progress=not args.no_progress, control=control)
-        clip_ref = args.clip_score_model or model_set.clip
-        header = _header(args, cases, model_set, guide_sets, evaluator_ref, clip_ref, features_ref, pipe, device)
-        shown = len({row["case"] for row in rows})
-        if shown != len(cases):  # the folder holds cases of earlier runs too: the table shows them all
-            header["case_sources"] += f"; {len(cases)} run now, the others by earlier runs into this folder"
-        header["cases"] = shown
+        header = _header(args, cases, rows, model_set, guide_sets, evaluator_ref, features_ref, pipe, device)
         write_report(out, rows, header, features)
         logger.info("evaluated %d cases in %.0f s", len(cases), time.perf_counter() - start)
         print(out / "summary.md")

@@ -14,7 +14,7 @@ from tcig.io.names import check_name
 from tcig.layout.convert import FORMATS, class_areas, write_layout
 from tcig.layout.palettes import PALETTE_NAMES
 from tcig.models.model_sets import BUILTIN
-from tcig.models.photo_layout import DEFAULT_MIN_REGION
+from tcig.models.photo_layout import DEFAULT_MIN_REGION, check_min_region
 
 logger = logging.getLogger("tcig")
 
@@ -132,8 +132,7 @@ def _from_image(args: argparse.Namespace) -> int:
         raise ConfigError(f"'{args.out}' would overwrite the photo; give another output file")
     if args.size is not None and not (8 <= args.size <= MAX_SIDE and args.size % 8 == 0):
         raise ConfigError(f"--size must be a multiple of 8 from 8 to {MAX_SIDE}, got {args.size}")
-    if not 0 <= args.min_region < 1:
-        raise ConfigError(f"--min-region must be a share of the image in [0, 1), got {args.min_region:g}")
+    check_min_region(args.min_region)  # before any model loads
     if args.prompt is not None and not args.prompt.strip():
         raise ConfigError("--prompt is empty; describe the image or leave --prompt out")
     photo = read_photo(args.photo)

@@ -107,6 +107,11 @@ def merge_small_regions(labels: np.ndarray, min_pixels: int) -> tuple[np.ndarray
     return labels, merged
 
 
+def check_min_region(min_region: float) -> None:
+    if not 0 <= min_region < 1:
+        raise ConfigError(f"--min-region must be a share of the image in [0, 1), got {min_region:g}")
+
+
 def photo_at_long_side(photo: torch.Tensor, long_side: int) -> torch.Tensor:
     """``photo[B,3,H,W]`` resized (antialiased) so that its long side is ``long_side``, sides multiples of 8."""
     h, w = photo.shape[-2:]
@@ -130,8 +135,7 @@ def layout_from_photo(
         classes: the class names to choose from (default: every class the guides know).
         min_region: regions under this share of the image are merged into their surroundings (0 keeps all).
     """
-    if not 0 <= min_region < 1:
-        raise ConfigError(f"--min-region must be a share of the image in [0, 1), got {min_region:g}")
+    check_min_region(min_region)
     probs, names = class_probabilities(segmenters, photo, classes)
     labels = probs[0].argmax(0).numpy()
     min_pixels = int(np.ceil(min_region * labels.size))

@@ -173,3 +173,21 @@ def test_generate_batch_and_app_take_the_same_component_flags():
     components = {"--models", "--clip", "--segmenter", "--refiner", "--allow-pickle", "--no-cache", "--preset"}
     assert all(components <= found for found in flags.values())
     assert {"--compile", "--channels-last"} <= flags["batch"] & flags["generate"]
+
+
+def test_an_error_a_library_made_of_ctrl_c_is_still_an_interruption(monkeypatch, capsys):
+    """Some import guards turn a KeyboardInterrupt into their own error; it still ends as Ctrl-C does."""
+    from dataclasses import replace
+
+    import tcig.cli.main
+
+    def interrupted(args):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as err:
+            raise RuntimeError("failed to import a module") from err
+
+    commands = tuple(replace(c, run=interrupted) if c.name == "models" else c for c in tcig.cli.main.COMMANDS)
+    monkeypatch.setattr(tcig.cli.main, "COMMANDS", commands)
+    assert main(["models"]) == 130
+    _one_line_error(capsys, "tcig: interrupted; finished files are kept")

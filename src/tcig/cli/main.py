@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
+import threading
 
 from tcig import __version__
 from tcig.cli import app, batch, bench, generate, layout, models
@@ -87,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser(argv).parse_args(argv)
         _configure_logging(getattr(args, "verbose", False))
+        if threading.current_thread() is threading.main_thread():  # from here Ctrl-C lets the command clean up
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         return args.run(args)
     except TCIGError as err:
         print(f"tcig: error: {err}", file=sys.stderr)
@@ -103,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tcig: error: {err.strerror or err}{where}", file=sys.stderr)
         return 2
     except Exception as err:  # noqa: BLE001 - the last line of defence: one line, not a traceback
+        if _caused_by_interrupt(err):  # a library turned the KeyboardInterrupt into its own error
+            print(INTERRUPTED, file=sys.stderr)
+            return 130
         import torch
 
         if isinstance(err, torch.cuda.OutOfMemoryError):
@@ -112,6 +119,16 @@ def main(argv: list[str] | None = None) -> int:
             print("tcig: error: out of memory; lower --num-images, --num-crops or the image size", file=sys.stderr)
             return 2
         raise
+
+
+def _caused_by_interrupt(err: BaseException) -> bool:
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, KeyboardInterrupt):
+            return True
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return False
 
 
 if __name__ == "__main__":
